@@ -1,0 +1,848 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/nudge-engine/nudge/rules"
+	"github.com/nudge-engine/nudge/store"
+)
+
+// Source is what Decide reads beyond the request and the ruleset: the
+// customer's context and the counters shared by all customers. The store
+// implements it; tests use an in-memory one.
+type Source interface {
+	// Customer returns the customer's context. An unknown customer is nil
+	// (or empty) with no error: it still gets decisions.
+	Customer(id string) (*store.Customer, error)
+	Counters
+}
+
+// Counters are the per-action counters across all customers.
+type Counters interface {
+	// ServedSince returns how often the action was served to anyone at or
+	// after since (Unix nanoseconds): budgets.
+	ServedSince(action string, since int64) int64
+	// ActionStats returns the action's lifetime served and convert counts:
+	// propensity().
+	ActionStats(action string) (served, convert int64)
+}
+
+// Options configure an Engine.
+type Options struct {
+	// OnRuleError, when set, is called for every runtime error of an
+	// expression (after it was counted on the expression). It must be
+	// cheap and safe for concurrent use. Default: nil.
+	OnRuleError func(rule string, err error)
+}
+
+// Engine decides. It holds no ruleset: each call names the one to use, so
+// a reload swaps rulesets without touching the engine. Safe for concurrent
+// use.
+type Engine struct {
+	opts Options
+	pool sync.Pool // *state
+}
+
+// New returns an engine.
+func New(opts Options) *Engine {
+	e := &Engine{opts: opts}
+	e.pool.New = func() any { return newState() }
+	return e
+}
+
+// Request is one decision request. Now and Seed are inputs so tests and
+// simulations can fix them.
+type Request struct {
+	CustomerID string
+	Placements []string
+	// Channel is a channel id, "auto" (nudge picks, SPEC 4.6) or "" (no
+	// channel filter; an item goes on the action's first listed channel).
+	Channel string
+	Context map[string]any
+	Now     time.Time
+	// Seed drives propensity() sampling.
+	Seed uint64
+	// Explain asks for one Explain entry per candidate per placement.
+	// Explaining evaluates every candidate, so it is slower.
+	Explain bool
+	// Customer, when set, is used instead of Source.Customer (simulate,
+	// rule tests).
+	Customer *store.Customer
+}
+
+// Decision is the answer to a Request. Reuse one across calls to save
+// allocations: Decide resets it.
+type Decision struct {
+	Placements []PlacementResult // in request order
+	Explain    []Explain
+	// Holdouts lists the actions a customer was held out of by an
+	// experiment (counted as holdout in stats).
+	Holdouts []Holdout
+}
+
+// PlacementResult holds the items decided for one placement.
+type PlacementResult struct {
+	Name  string
+	Items []Item
+}
+
+// Item is one decided action.
+type Item struct {
+	Action     *rules.Action
+	Channel    string
+	Score      float64
+	Content    any // map[string]any, shared when static: do not modify
+	Experiment string
+	Variant    string
+	Fallback   bool
+}
+
+// Explain says why a candidate was or was not returned (SPEC 3).
+type Explain struct {
+	Action    string
+	Placement string
+	Eligible  bool
+	Selected  bool
+	Fallback  bool
+	Reason    string // "" when selected
+	Score     float64
+	Scored    bool // false: score not computed (not eligible)
+	Rank      int  // 1-based among the eligible; 0 when not eligible
+}
+
+// Holdout records an experiment holdout.
+type Holdout struct {
+	Action     string
+	Experiment string
+	Variant    string
+}
+
+func (d *Decision) reset() {
+	for i := range d.Placements {
+		d.Placements[i].Items = d.Placements[i].Items[:0]
+	}
+	d.Placements = d.Placements[:0]
+	d.Explain = d.Explain[:0]
+	d.Holdouts = d.Holdouts[:0]
+}
+
+// ErrCustomer wraps a failure to read the customer's context.
+var ErrCustomer = errors.New("cannot read customer")
+
+// Decide decides every placement of req with ruleset rs, reading the
+// customer from src (unless req.Customer is set), into d.
+func (e *Engine) Decide(rs *rules.Ruleset, src Source, req *Request, d *Decision) error {
+	cust := req.Customer
+	if cust == nil {
+		c, err := src.Customer(req.CustomerID)
+		if err != nil {
+			return fmt.Errorf("%w %q: %w", ErrCustomer, req.CustomerID, err)
+		}
+		cust = c
+	}
+	st := e.pool.Get().(*state)
+	st.begin(e, rs, src, req, cust)
+	d.reset()
+	for _, name := range req.Placements {
+		st.decidePlacement(name, d)
+	}
+	st.end()
+	e.pool.Put(st)
+	return nil
+}
+
+// reason is why a candidate was dropped; formatted only for explain.
+type reason struct {
+	kind    reasonKind
+	id      string // policy or action id for suppressed/cap
+	outcome uint8  // stopped
+}
+
+type reasonKind uint8
+
+const (
+	eligible reasonKind = iota
+	rSchedule
+	rChannel
+	rStopped
+	rWhen
+	rSuppressed
+	rCap
+	rBudget
+	rHoldout
+	rDuplicate
+	rLimit
+)
+
+func (r reason) String() string {
+	switch r.kind {
+	case eligible:
+		return ""
+	case rSchedule:
+		return "schedule"
+	case rChannel:
+		return "channel"
+	case rStopped:
+		return "stopped:" + rules.OutcomeNames[r.outcome]
+	case rWhen:
+		return "when"
+	case rSuppressed:
+		return "suppressed:" + r.id
+	case rCap:
+		return "cap:" + r.id
+	case rBudget:
+		return "budget"
+	case rHoldout:
+		return "holdout"
+	case rDuplicate:
+		return "duplicate"
+	}
+	return "limit"
+}
+
+// candidate is an eligible action of the placement being decided.
+type candidate struct {
+	action  *rules.Action
+	channel string
+	score   float64
+	explain int // index into Decision.Explain, or -1
+}
+
+// state is the per-decision scratch space, pooled. It implements
+// rules.Funcs for the expressions of its decision.
+type state struct {
+	eng  *Engine
+	rs   *rules.Ruleset
+	src  Source
+	req  *Request
+	cust *store.Customer
+	id   string // the customer's id
+	now  int64
+
+	env     rules.Env
+	custMap map[string]any
+	vms     []*vm.VM
+	depth   int
+
+	segMemo    []uint8 // 0 unknown, 1 false, 2 true
+	policyWhen []uint8 // 0 unknown, 1 false, 2 true
+	policyUse  []int64 // policy cap counts, -1 unknown
+	channels   []rankedChannel
+	chanDone   bool
+	chosen     []*rules.Action // taken in earlier placements
+	elig       []candidate
+	current    *rules.Action // whose score is being computed
+
+	pcg rand.PCG
+	rng *rand.Rand
+}
+
+type rankedChannel struct {
+	id    string
+	score float64
+}
+
+func newState() *state {
+	st := &state{custMap: make(map[string]any, 32)}
+	st.rng = rand.New(&st.pcg)
+	st.env.Funcs = st
+	return st
+}
+
+var emptyContext = map[string]any{}
+
+func (st *state) begin(e *Engine, rs *rules.Ruleset, src Source, req *Request, cust *store.Customer) {
+	st.eng, st.rs, st.src, st.req = e, rs, src, req
+	if cust == nil {
+		cust = &store.Customer{ID: req.CustomerID}
+	}
+	st.cust = cust
+	st.now = req.Now.UnixNano()
+	st.pcg.Seed(req.Seed, req.Seed^0x9e3779b97f4a7c15)
+
+	clear(st.custMap)
+	for k, v := range cust.Attributes {
+		st.custMap[k] = v
+	}
+	for _, a := range rs.Attributes {
+		if a.HasDefault && st.custMap[a.Name] == nil {
+			st.custMap[a.Name] = a.Default
+		}
+	}
+	st.id = req.CustomerID
+	if st.id == "" {
+		st.id = cust.ID
+	}
+	st.custMap["id"] = st.id
+	st.env.Customer = st.custMap
+	st.env.Context = req.Context
+	if st.env.Context == nil {
+		st.env.Context = emptyContext
+	}
+	st.env.Channel = req.Channel
+	st.env.Now = req.Now
+
+	st.segMemo = resize(st.segMemo, len(rs.Segments))
+	st.policyWhen = resize(st.policyWhen, len(rs.Policies))
+	st.policyUse = slices.Grow(st.policyUse[:0], len(rs.Policies))[:len(rs.Policies)]
+	for i := range st.policyUse {
+		st.policyUse[i] = -1
+	}
+	st.chanDone = false
+	st.chosen = st.chosen[:0]
+}
+
+func resize(s []uint8, n int) []uint8 {
+	s = slices.Grow(s[:0], n)[:n]
+	clear(s)
+	return s
+}
+
+func (st *state) end() {
+	// Drop references so the pool does not pin rulesets or customers.
+	st.rs, st.src, st.req, st.cust, st.current = nil, nil, nil, nil, nil
+	st.env.Customer, st.env.Context = nil, nil
+	clear(st.custMap)
+	clear(st.chosen)
+	clear(st.elig)
+	st.elig = st.elig[:0]
+}
+
+// run evaluates x on a VM of the current nesting depth (segment() calls
+// evaluate other expressions while one runs).
+func (st *state) run(x *rules.Expr) (any, error) {
+	if st.depth == len(st.vms) {
+		st.vms = append(st.vms, new(vm.VM))
+	}
+	m := st.vms[st.depth]
+	st.depth++
+	out, err := m.Run(x.Program(), &st.env)
+	st.depth--
+	return out, err
+}
+
+var (
+	errNotBool   = errors.New("result is not a boolean")
+	errNotNumber = errors.New("result is not a finite number")
+)
+
+func (st *state) ruleError(x *rules.Expr, err error) {
+	x.CountError()
+	if f := st.eng.opts.OnRuleError; f != nil {
+		f(x.Rule, err)
+	}
+}
+
+// cond evaluates a condition; nil is true, an error is false.
+func (st *state) cond(x *rules.Expr) bool {
+	if x == nil {
+		return true
+	}
+	out, err := st.run(x)
+	if err != nil {
+		st.ruleError(x, err)
+		return false
+	}
+	b, ok := out.(bool)
+	if !ok {
+		st.ruleError(x, errNotBool)
+		return false
+	}
+	return b
+}
+
+// number evaluates a score; nil is 0, an error is 0.
+func (st *state) number(x *rules.Expr) float64 {
+	if x == nil {
+		return 0
+	}
+	out, err := st.run(x)
+	if err != nil {
+		st.ruleError(x, err)
+		return 0
+	}
+	f, ok := out.(float64)
+	if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
+		st.ruleError(x, errNotNumber)
+		return 0
+	}
+	return f
+}
+
+func (st *state) decidePlacement(name string, d *Decision) {
+	d.Placements = append(d.Placements, PlacementResult{})
+	res := &d.Placements[len(d.Placements)-1]
+	res.Name = name
+	if cap(res.Items) > 0 {
+		res.Items = res.Items[:0]
+	}
+	p := st.rs.Placements[name]
+	if p == nil {
+		return
+	}
+	st.env.Placement = name
+	explain := st.req.Explain
+	taken, rank := 0, 0
+	cands := p.Candidates
+	for start := 0; start < len(cands); {
+		// One priority tier at a time: a lower tier cannot outrank a
+		// higher one, so once the limit is filled the rest is skipped
+		// (unless explaining).
+		end := start + 1
+		for end < len(cands) && cands[end].Priority == cands[start].Priority {
+			end++
+		}
+		st.elig = st.elig[:0]
+		for _, a := range cands[start:end] {
+			ch, why := st.check(a)
+			ex := -1
+			if explain {
+				ex = len(d.Explain)
+				d.Explain = append(d.Explain, Explain{Action: a.ID, Placement: name, Reason: why.String()})
+			}
+			if why.kind != eligible {
+				continue
+			}
+			st.current = a
+			score := st.number(a.Score)
+			st.current = nil
+			st.elig = append(st.elig, candidate{action: a, channel: ch, score: score, explain: ex})
+		}
+		slices.SortFunc(st.elig, func(x, y candidate) int {
+			if x.score != y.score {
+				if x.score > y.score {
+					return -1
+				}
+				return 1
+			}
+			return strings.Compare(x.action.ID, y.action.ID)
+		})
+		for i := range st.elig {
+			c := &st.elig[i]
+			rank++
+			why := reason{}
+			var variant *rules.Variant
+			switch {
+			case slices.Contains(st.chosen, c.action):
+				why.kind = rDuplicate
+			case taken >= p.Limit:
+				why.kind = rLimit
+			default:
+				variant = st.variant(c.action)
+				if variant != nil && variant.Holdout {
+					why.kind = rHoldout
+					x := c.action.Experiment
+					d.Holdouts = append(d.Holdouts, Holdout{Action: c.action.ID, Experiment: x.ID, Variant: variant.Name})
+				}
+			}
+			if c.explain >= 0 {
+				ex := &d.Explain[c.explain]
+				ex.Eligible, ex.Score, ex.Scored, ex.Rank = true, c.score, true, rank
+				ex.Reason = why.String()
+				ex.Selected = why.kind == eligible
+			}
+			if why.kind != eligible {
+				continue
+			}
+			taken++
+			st.chosen = append(st.chosen, c.action)
+			it := Item{Action: c.action, Channel: c.channel, Score: c.score}
+			content := c.action.Content
+			if variant != nil {
+				it.Experiment, it.Variant = c.action.Experiment.ID, variant.Name
+				content = variant.Content
+			}
+			it.Content = st.render(content)
+			res.Items = append(res.Items, it)
+		}
+		if taken >= p.Limit && !explain {
+			break
+		}
+		start = end
+	}
+	if taken == 0 && p.Fallback != nil {
+		st.fallback(p, res, d)
+	}
+}
+
+// fallback returns the placement's fallback (SPEC 4.7 step 5): no
+// eligibility, no caps; it is only skipped when an earlier placement of
+// the same request already returned it, or when channel is auto and no
+// channel may carry it.
+func (st *state) fallback(p *rules.Placement, res *PlacementResult, d *Decision) {
+	a := p.Fallback
+	if slices.Contains(st.chosen, a) {
+		return
+	}
+	ch := st.req.Channel
+	switch ch {
+	case "auto":
+		var ok bool
+		if ch, ok = st.autoChannel(a); !ok {
+			return
+		}
+	case "":
+		if len(a.Channels) > 0 {
+			ch = a.Channels[0]
+		}
+	}
+	st.chosen = append(st.chosen, a)
+	res.Items = append(res.Items, Item{Action: a, Channel: ch, Content: st.render(a.Content), Fallback: true})
+	if !st.req.Explain {
+		return
+	}
+	for i := range d.Explain {
+		ex := &d.Explain[i]
+		if ex.Placement == p.Name && ex.Action == a.ID {
+			ex.Selected, ex.Fallback, ex.Reason = true, true, ""
+			return
+		}
+	}
+	d.Explain = append(d.Explain, Explain{Action: a.ID, Placement: p.Name, Selected: true, Fallback: true})
+}
+
+// check runs the filters of SPEC 4.7 step 2 in the order of the explain
+// reasons and returns the channel the action would go on.
+func (st *state) check(a *rules.Action) (string, reason) {
+	if !a.Schedule.Contains(st.req.Now) {
+		return "", reason{kind: rSchedule}
+	}
+	ch := st.req.Channel
+	switch ch {
+	case "auto":
+		var ok bool
+		if ch, ok = st.autoChannel(a); !ok {
+			return "", reason{kind: rChannel}
+		}
+	case "":
+		if len(a.Channels) > 0 {
+			ch = a.Channels[0]
+		}
+	default:
+		if !a.AllowsChannel(ch) {
+			return "", reason{kind: rChannel}
+		}
+	}
+	for _, o := range a.StopAfter {
+		if st.hasOutcome(a.ID, o) {
+			return "", reason{kind: rStopped, outcome: o}
+		}
+	}
+	if !st.cond(a.When) {
+		return "", reason{kind: rWhen}
+	}
+	for _, pi := range a.SuppressedBy {
+		if st.policyApplies(pi) {
+			return "", reason{kind: rSuppressed, id: st.rs.Policies[pi].ID}
+		}
+	}
+	for _, c := range a.Caps {
+		if st.contacts(a.ID, c.Outcome, c.Window) >= c.Max {
+			return "", reason{kind: rCap, id: a.ID}
+		}
+	}
+	for _, pi := range a.CappedBy {
+		pc := st.rs.Policies[pi].Cap
+		if pc.CountsChannel(ch) && st.policyApplies(pi) && st.policyCount(pi) >= pc.Max {
+			return "", reason{kind: rCap, id: st.rs.Policies[pi].ID}
+		}
+	}
+	if b := a.Budget; b != nil && st.src != nil {
+		if st.src.ServedSince(a.ID, st.now-int64(b.Window)) >= b.Max {
+			return "", reason{kind: rBudget}
+		}
+	}
+	return ch, reason{}
+}
+
+// policyApplies evaluates a policy's when once per decision.
+func (st *state) policyApplies(pi int) bool {
+	if st.policyWhen[pi] == 0 {
+		st.policyWhen[pi] = 1
+		if st.cond(st.rs.Policies[pi].When) {
+			st.policyWhen[pi] = 2
+		}
+	}
+	return st.policyWhen[pi] == 2
+}
+
+// policyCount counts, once per decision, the customer's contacts that a
+// cap policy counts.
+func (st *state) policyCount(pi int) int64 {
+	if n := st.policyUse[pi]; n >= 0 {
+		return n
+	}
+	pc := st.rs.Policies[pi].Cap
+	cutoff := st.now - int64(pc.Window)
+	var n int64
+	cs := st.cust.Contacts
+	for i := len(cs) - 1; i >= 0 && cs[i].At >= cutoff; i-- {
+		c := &cs[i]
+		if c.At <= st.now && uint8(c.Outcome) == pc.Outcome && pc.CountsChannel(c.Channel) && pc.CountsAction(c.Action) {
+			n++
+		}
+	}
+	st.policyUse[pi] = n
+	return n
+}
+
+// contacts counts the customer's contacts with action and outcome inside
+// the window ending now.
+func (st *state) contacts(action string, outcome uint8, window time.Duration) int64 {
+	cutoff := int64(math.MinInt64)
+	if window != rules.WindowAll {
+		cutoff = st.now - int64(window)
+	}
+	var n int64
+	cs := st.cust.Contacts
+	for i := len(cs) - 1; i >= 0 && cs[i].At >= cutoff; i-- {
+		c := &cs[i]
+		if c.At <= st.now && uint8(c.Outcome) == outcome && c.Action == action {
+			n++
+		}
+	}
+	return n
+}
+
+func (st *state) hasOutcome(action string, outcome uint8) bool {
+	for i := range st.cust.Contacts {
+		c := &st.cust.Contacts[i]
+		if c.Action == action && uint8(c.Outcome) == outcome && c.At <= st.now {
+			return true
+		}
+	}
+	return false
+}
+
+// autoChannel picks the highest-scoring defined channel whose when holds
+// and that the action lists (SPEC 4.6).
+func (st *state) autoChannel(a *rules.Action) (string, bool) {
+	if !st.chanDone {
+		st.rankChannels()
+	}
+	for _, c := range st.channels {
+		if a.AllowsChannel(c.id) {
+			return c.id, true
+		}
+	}
+	return "", false
+}
+
+// rankChannels evaluates the channel definitions once per decision: they
+// depend on the customer and the moment, not on the action.
+func (st *state) rankChannels() {
+	st.chanDone = true
+	st.channels = st.channels[:0]
+	for _, c := range st.rs.Channels {
+		if st.cond(c.When) {
+			st.channels = append(st.channels, rankedChannel{id: c.ID, score: st.number(c.Score)})
+		}
+	}
+	slices.SortFunc(st.channels, func(x, y rankedChannel) int {
+		if x.score != y.score {
+			if x.score > y.score {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(x.id, y.id)
+	})
+}
+
+// variant returns the experiment variant of the customer, or nil.
+func (st *state) variant(a *rules.Action) *rules.Variant {
+	x := a.Experiment
+	if x == nil || x.Total <= 0 {
+		return nil
+	}
+	return Assign(x, st.id)
+}
+
+// Assign returns the variant of experiment x for the customer: a hash of
+// (experiment id, customer id) placed over the weights in file order. The
+// same customer always gets the same variant.
+func Assign(x *rules.Experiment, customerID string) *rules.Variant {
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	for i := 0; i < len(x.ID); i++ {
+		h = (h ^ uint64(x.ID[i])) * prime
+	}
+	h = (h ^ 0xff) * prime // separator: no id holds byte 0xff
+	for i := 0; i < len(customerID); i++ {
+		h = (h ^ uint64(customerID[i])) * prime
+	}
+	// FNV's low bits mix poorly; finish with a murmur3 avalanche.
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	u := float64(h>>11) / (1 << 53) * x.Total
+	var cum float64
+	for _, v := range x.Variants {
+		cum += v.Weight
+		if u < cum {
+			return v
+		}
+	}
+	for i := len(x.Variants) - 1; i >= 0; i-- {
+		if x.Variants[i].Weight > 0 {
+			return x.Variants[i]
+		}
+	}
+	return nil
+}
+
+// render produces an item's content; static content is shared.
+func (st *state) render(v *rules.Value) any {
+	if v == nil {
+		return nil
+	}
+	if v.Static != nil || v.Kind == rules.Literal {
+		return v.Static
+	}
+	switch v.Kind {
+	case rules.Map:
+		m := make(map[string]any, len(v.Keys))
+		for i, k := range v.Keys {
+			m[k] = st.render(v.Values[i])
+		}
+		return m
+	case rules.List:
+		l := make([]any, len(v.Values))
+		for i, c := range v.Values {
+			l[i] = st.render(c)
+		}
+		return l
+	}
+	var b strings.Builder
+	for _, p := range v.Parts {
+		if p.Expr == nil {
+			b.WriteString(p.Text)
+			continue
+		}
+		out, err := st.run(p.Expr)
+		if err != nil {
+			st.ruleError(p.Expr, err)
+			continue
+		}
+		writeValue(&b, out)
+	}
+	return b.String()
+}
+
+func writeValue(b *strings.Builder, v any) {
+	switch x := v.(type) {
+	case nil:
+	case string:
+		b.WriteString(x)
+	case float64:
+		b.WriteString(strconv.FormatFloat(x, 'f', -1, 64))
+	case int:
+		b.WriteString(strconv.Itoa(x))
+	case bool:
+		b.WriteString(strconv.FormatBool(x))
+	default:
+		fmt.Fprint(b, x)
+	}
+}
+
+// The rules.Funcs of the decision.
+
+func (st *state) events(typ string) *store.EventStats {
+	return st.cust.Events[typ]
+}
+
+func (st *state) Count(typ string, window time.Duration) int {
+	n, _ := st.events(typ).Window(st.now, window)
+	return int(n)
+}
+
+func (st *state) Sum(typ string, window time.Duration) float64 {
+	_, s := st.events(typ).Window(st.now, window)
+	return s
+}
+
+func (st *state) DaysSince(typ string) float64 {
+	return st.events(typ).DaysSince(st.now)
+}
+
+func (st *state) Segment(name string) bool {
+	i, ok := st.rs.SegmentIndex(name)
+	if !ok {
+		return false
+	}
+	if st.segMemo[i] == 0 {
+		st.segMemo[i] = 1
+		if st.cond(st.rs.Segments[i].When) {
+			st.segMemo[i] = 2
+		}
+	}
+	return st.segMemo[i] == 2
+}
+
+func (st *state) Shown(action string, window time.Duration) int {
+	return int(st.contacts(action, rules.OutcomeServed, window))
+}
+
+func (st *state) Outcomes(action, outcome string, window time.Duration) int {
+	for i, n := range rules.OutcomeNames {
+		if n == outcome {
+			return int(st.contacts(action, uint8(i), window))
+		}
+	}
+	return 0
+}
+
+// Propensity draws from the Beta(1+convert, 1+served-convert) posterior
+// of the action being scored (Thompson sampling): a new action is drawn
+// from the uniform prior, so it gets explored.
+func (st *state) Propensity() float64 {
+	if st.current == nil || st.src == nil {
+		return 0.5
+	}
+	served, conv := st.src.ActionStats(st.current.ID)
+	conv = max(conv, 0)
+	fails := max(served-conv, 0)
+	return st.beta(1+float64(conv), 1+float64(fails))
+}
+
+func (st *state) beta(a, b float64) float64 {
+	x := st.gamma(a)
+	y := st.gamma(b)
+	if x+y == 0 {
+		return 0.5
+	}
+	return x / (x + y)
+}
+
+// gamma samples Gamma(shape, 1) for shape >= 1 (Marsaglia and Tsang).
+func (st *state) gamma(shape float64) float64 {
+	d := shape - 1.0/3
+	c := 1 / math.Sqrt(9*d)
+	for {
+		var x, v float64
+		for v <= 0 {
+			x = st.rng.NormFloat64()
+			v = 1 + c*x
+		}
+		v = v * v * v
+		u := st.rng.Float64()
+		if u < 1-0.0331*x*x*x*x || math.Log(u) < 0.5*x*x+d*(1-v+math.Log(v)) {
+			return d * v
+		}
+	}
+}

@@ -1,0 +1,321 @@
+package rules
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Ruleset is a compiled rules directory. It is immutable once Load returns
+// it (only the per-expression runtime error counters change), so one value
+// is shared by every decision and swapped atomically on reload.
+type Ruleset struct {
+	Version    string   // hash of the files' relative paths and contents
+	Files      []string // relative, slash-separated, sorted
+	Attributes []*Attribute
+	Segments   []*Segment
+	Actions    []*Action
+	Policies   []*Policy
+	Channels   []*Channel // in file order
+	Placements map[string]*Placement
+	Tests      []*Test
+	Warnings   ErrorList
+	// MaxWindow is the longest window any rule uses (caps, budgets, stop
+	// rules count as MaxWindow): how long contact history must be kept.
+	MaxWindow time.Duration
+
+	segIndex map[string]int
+	actIndex map[string]int
+}
+
+// Action returns the action with the id, or nil.
+func (rs *Ruleset) Action(id string) *Action {
+	if i, ok := rs.actIndex[id]; ok {
+		return rs.Actions[i]
+	}
+	return nil
+}
+
+// SegmentIndex returns the index in Segments of the named segment.
+func (rs *Ruleset) SegmentIndex(name string) (int, bool) {
+	i, ok := rs.segIndex[name]
+	return i, ok
+}
+
+// Expressions calls f for every compiled expression, for metrics.
+func (rs *Ruleset) Expressions(f func(*Expr)) {
+	for _, s := range rs.Segments {
+		f(s.When)
+	}
+	for _, a := range rs.Actions {
+		for _, e := range []*Expr{a.When, a.Score} {
+			if e != nil {
+				f(e)
+			}
+		}
+		a.Content.exprs(f)
+		if a.Experiment != nil {
+			for _, v := range a.Experiment.Variants {
+				v.Content.exprs(f)
+			}
+		}
+	}
+	for _, p := range rs.Policies {
+		if p.When != nil {
+			f(p.When)
+		}
+	}
+	for _, c := range rs.Channels {
+		for _, e := range []*Expr{c.When, c.Score} {
+			if e != nil {
+				f(e)
+			}
+		}
+	}
+}
+
+// Expr is one compiled expression.
+type Expr struct {
+	Source string
+	// Rule names the expression for metrics and logs, like
+	// "action:winback-20:when" or "segment:vip".
+	Rule    string
+	File    string
+	Line    int
+	program *vm.Program
+	errors  atomic.Uint64
+}
+
+// Program returns the compiled program; run it against an *Env.
+func (e *Expr) Program() *vm.Program { return e.program }
+
+// CountError records one runtime error of the expression.
+func (e *Expr) CountError() { e.errors.Add(1) }
+
+// Errors returns how many runtime errors the expression had.
+func (e *Expr) Errors() uint64 { return e.errors.Load() }
+
+// AttrType is the declared type of an attribute.
+type AttrType uint8
+
+// Attribute types of the schema (SPEC 4.2).
+const (
+	AttrString AttrType = iota
+	AttrNumber
+	AttrBool
+	AttrObject
+	AttrList
+)
+
+var attrTypeNames = [...]string{"string", "number", "bool", "object", "list"}
+
+func (t AttrType) String() string { return attrTypeNames[t] }
+
+// Attribute is one declared customer attribute.
+type Attribute struct {
+	Name       string
+	Type       AttrType
+	Default    any // nil when there is none
+	HasDefault bool
+}
+
+// Segment is a named boolean expression over the customer.
+type Segment struct {
+	Name  string
+	Index int
+	When  *Expr
+}
+
+// Kind is an action's kind.
+type Kind uint8
+
+// Action kinds.
+const (
+	Offer Kind = iota
+	Message
+)
+
+func (k Kind) String() string {
+	if k == Message {
+		return "message"
+	}
+	return "offer"
+}
+
+// Outcome codes, in the order of the SPEC vocabulary (the same order as
+// the store's outcomes).
+const (
+	OutcomeServed uint8 = iota
+	OutcomeClick
+	OutcomeAccept
+	OutcomeDismiss
+	OutcomeConvert
+)
+
+// OutcomeNames lists the outcomes by code.
+var OutcomeNames = []string{"served", "click", "accept", "dismiss", "convert"}
+
+func outcomeCode(name string) (uint8, bool) {
+	for i, n := range OutcomeNames {
+		if n == name {
+			return uint8(i), true
+		}
+	}
+	return 0, false
+}
+
+// Action is something that can be decided: an offer or a message.
+type Action struct {
+	ID         string
+	Index      int
+	Kind       Kind
+	Placements []string
+	Channels   []string // nil: any channel
+	When       *Expr    // nil: always
+	Priority   int
+	Score      *Expr // nil: 0
+	Tags       []string
+	Content    *Value // a map; nil when the action has no content
+	Schedule   Schedule
+	Caps       []Cap
+	StopAfter  []uint8 // outcome codes
+	Budget     *Budget
+	Adaptive   bool
+	Experiment *Experiment
+	File       string
+	Line       int
+
+	// SuppressedBy and CappedBy list the policies (indices into
+	// Ruleset.Policies) whose kind/tag/action filters match this action;
+	// a cap policy's channel filter is checked per decision.
+	SuppressedBy []int
+	CappedBy     []int
+}
+
+// AllowsChannel reports whether the action may be delivered on ch.
+func (a *Action) AllowsChannel(ch string) bool {
+	if a.Channels == nil {
+		return true
+	}
+	for _, c := range a.Channels {
+		if c == ch {
+			return true
+		}
+	}
+	return false
+}
+
+// Schedule bounds when an action is live: From inclusive, Until exclusive;
+// a zero time is open.
+type Schedule struct {
+	From, Until time.Time
+}
+
+// Contains reports whether t is inside the schedule.
+func (s Schedule) Contains(t time.Time) bool {
+	if !s.From.IsZero() && t.Before(s.From) {
+		return false
+	}
+	if !s.Until.IsZero() && !t.Before(s.Until) {
+		return false
+	}
+	return true
+}
+
+// Cap limits how often this customer gets an action: at Max contacts with
+// Outcome inside Window the action is not eligible.
+type Cap struct {
+	Max     int64
+	Window  time.Duration
+	Outcome uint8
+}
+
+// Budget limits serves of an action across all customers inside Window.
+type Budget struct {
+	Max    int64
+	Window time.Duration
+}
+
+// Experiment splits customers over variants.
+type Experiment struct {
+	ID       string
+	Variants []*Variant // in file order
+	Total    float64    // sum of the weights
+}
+
+// Variant is one arm of an experiment.
+type Variant struct {
+	Name    string
+	Weight  float64
+	Holdout bool
+	// Content is the action's content with the variant's merged over it,
+	// or the action's own when the variant changes nothing.
+	Content *Value
+}
+
+// Policy is a rule across actions: a suppression or a contact cap.
+type Policy struct {
+	ID       string
+	Index    int
+	When     *Expr   // nil: always
+	Suppress *Filter // exactly one of Suppress and Cap is set
+	Cap      *PolicyCap
+}
+
+// Filter selects actions: every non-empty field must match (a field
+// matches when any of its entries does); an empty filter selects all.
+type Filter struct {
+	Kinds    []Kind
+	Tags     []string
+	Actions  []string
+	Channels []string // caps only
+}
+
+// PolicyCap is a contact cap across the actions its filter selects.
+type PolicyCap struct {
+	Filter
+	Max     int64
+	Window  time.Duration
+	Outcome uint8
+	// matches holds the ids of the actions the kind/tag/action filter
+	// selects; nil when the filter has none of those fields.
+	matches map[string]bool
+}
+
+// CountsAction reports whether a contact with the action counts toward the
+// cap (before the channel filter).
+func (c *PolicyCap) CountsAction(id string) bool {
+	return c.matches == nil || c.matches[id]
+}
+
+// CountsChannel reports whether the channel is within the cap's filter.
+func (c *PolicyCap) CountsChannel(ch string) bool {
+	if len(c.Channels) == 0 {
+		return true
+	}
+	for _, x := range c.Channels {
+		if x == ch {
+			return true
+		}
+	}
+	return false
+}
+
+// Channel is an outbound channel definition, used for channel "auto".
+type Channel struct {
+	ID    string
+	Index int
+	When  *Expr // nil: always
+	Score *Expr // nil: 0
+}
+
+// Placement is a slot that asks for decisions.
+type Placement struct {
+	Name     string
+	Limit    int
+	Fallback *Action
+	// Candidates lists the actions naming the placement, ordered by
+	// priority (desc) then id (asc): the static part of the ranking.
+	Candidates []*Action
+}

@@ -1,0 +1,22 @@
+// Package store defines what nudge knows about a customer (the customer
+// context) and the small interfaces through which it is read and written.
+//
+// A customer context has three parts:
+//
+//   - Attributes: a JSON object from upstream systems (shop, CRM), replaced
+//     or merge-patched as a whole.
+//   - Event aggregates: per event type, lifetime count, sum, first and last
+//     time, plus bounded detail for windows: the most recent events exactly
+//     (RecentMax of them) and per-day buckets for the last MaxDays days.
+//     A window query is exact while the recent events cover it, and counts
+//     whole UTC days beyond that (the partial oldest day is counted fully,
+//     so a cap errs on the side of not contacting the customer).
+//   - Contact history: one record per served action and per outcome the
+//     customer gave, with its time and channel, oldest first.
+//
+// Times are Unix nanoseconds (int64) so the hot record stays compact and
+// comparisons are integer compares.
+//
+// This package imports only the standard library: the engine, the rule
+// tests and the Pebble-backed store all share these types.
+package store
