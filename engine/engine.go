@@ -229,8 +229,7 @@ type state struct {
 	id   string // the customer's id
 	now  int64
 
-	env     rules.Env
-	custMap map[string]any
+	env     *rules.Env
 	vms     []*vm.VM
 	depth   int
 
@@ -253,13 +252,11 @@ type rankedChannel struct {
 }
 
 func newState() *state {
-	st := &state{custMap: make(map[string]any, 32)}
+	st := &state{}
 	st.rng = rand.New(&st.pcg)
-	st.env.Funcs = st
+	st.env = rules.NewEnv(st)
 	return st
 }
-
-var emptyContext = map[string]any{}
 
 func (st *state) begin(e *Engine, rs *rules.Ruleset, src Source, req *Request, cust *store.Customer) {
 	st.eng, st.rs, st.src, st.req = e, rs, src, req
@@ -270,27 +267,12 @@ func (st *state) begin(e *Engine, rs *rules.Ruleset, src Source, req *Request, c
 	st.now = req.Now.UnixNano()
 	st.pcg.Seed(req.Seed, req.Seed^0x9e3779b97f4a7c15)
 
-	clear(st.custMap)
-	for k, v := range cust.Attributes {
-		st.custMap[k] = v
-	}
-	for _, a := range rs.Attributes {
-		if a.HasDefault && st.custMap[a.Name] == nil {
-			st.custMap[a.Name] = a.Default
-		}
-	}
 	st.id = req.CustomerID
 	if st.id == "" {
 		st.id = cust.ID
 	}
-	st.custMap["id"] = st.id
-	st.env.Customer = st.custMap
-	st.env.Context = req.Context
-	if st.env.Context == nil {
-		st.env.Context = emptyContext
-	}
-	st.env.Channel = req.Channel
-	st.env.Now = req.Now
+	st.env.SetCustomer(st.id, cust.Attributes)
+	st.env.SetRequest(req.Context, req.Channel, req.Now)
 
 	st.segMemo = resize(st.segMemo, len(rs.Segments))
 	st.policyWhen = resize(st.policyWhen, len(rs.Policies))
@@ -311,8 +293,7 @@ func resize(s []uint8, n int) []uint8 {
 func (st *state) end() {
 	// Drop references so the pool does not pin rulesets or customers.
 	st.rs, st.src, st.req, st.cust, st.current = nil, nil, nil, nil, nil
-	st.env.Customer, st.env.Context = nil, nil
-	clear(st.custMap)
+	st.env.Clear()
 	clear(st.chosen)
 	clear(st.elig)
 	st.elig = st.elig[:0]
@@ -326,7 +307,7 @@ func (st *state) run(x *rules.Expr) (any, error) {
 	}
 	m := st.vms[st.depth]
 	st.depth++
-	out, err := m.Run(x.Program(), &st.env)
+	out, err := m.Run(x.Program(), st.env.Map())
 	st.depth--
 	return out, err
 }
@@ -371,7 +352,18 @@ func (st *state) number(x *rules.Expr) float64 {
 		st.ruleError(x, err)
 		return 0
 	}
-	f, ok := out.(float64)
+	var f float64
+	ok := true
+	switch v := out.(type) {
+	case float64:
+		f = v
+	case int:
+		f = float64(v)
+	case int64:
+		f = float64(v)
+	default:
+		ok = false
+	}
 	if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
 		st.ruleError(x, errNotNumber)
 		return 0
@@ -390,7 +382,7 @@ func (st *state) decidePlacement(name string, d *Decision) {
 	if p == nil {
 		return
 	}
-	st.env.Placement = name
+	st.env.SetPlacement(name)
 	explain := st.req.Explain
 	taken, rank := 0, 0
 	cands := p.Candidates

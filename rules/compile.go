@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
@@ -43,19 +43,19 @@ func (l *loader) compileExpr(f *srcFile, n *node, src string, base int, kind exp
 		l.errorAt(f, n, base, fmt.Sprintf("expression longer than %d bytes", maxExprLen))
 		return nil
 	}
-	chk := &exprChecker{l: l, scope: scope}
-	opts := append([]expr.Option{expr.Patch(envInjector{}), expr.Patch(chk)}, ruleFunctions...)
+	var kindOpt []expr.Option
 	switch kind {
 	case condExpr:
-		opts = append(opts, expr.AsBool())
+		kindOpt = append(kindOpt, expr.AsBool())
 	case scoreExpr:
-		opts = append(opts, expr.AsFloat64())
+		kindOpt = append(kindOpt, expr.AsFloat64())
 	}
-	checkEnv := l.checkEnv
-	if checkEnv == nil {
-		checkEnv = &Env{}
-	}
-	program, err := expr.Compile(src, append(opts, expr.Env(checkEnv))...)
+
+	// First compile against the checking environment: precise function
+	// signatures and, with a schema, typed attributes.
+	chk := &exprChecker{l: l, scope: scope}
+	opts := append(slices.Clone(commonOptions), expr.Env(l.checkEnv), expr.Patch(chk), expr.Patch(rewriter{defaults: l.defaults}))
+	_, err := expr.Compile(src, append(opts, kindOpt...)...)
 	// The checker's own findings (unknown attributes, bad windows, unknown
 	// segments) explain type errors better than the type errors do.
 	failed := false
@@ -75,24 +75,20 @@ func (l *loader) compileExpr(f *srcFile, n *node, src string, base int, kind exp
 		if errors.As(err, &fe) {
 			l.errorAt(f, n, base+fe.From, exprMessage(fe.Message))
 		} else {
-			l.errorAt(f, n, base, err.Error())
+			l.errorAt(f, n, base, exprMessage(err.Error()))
 		}
 		return nil
 	}
-	if l.checkEnv != nil {
-		// Type-checked against the schema; now compile the program that
-		// runs on the real environment, where customer is a map.
-		rt := append([]expr.Option{expr.Patch(envInjector{}), expr.Env(&Env{})}, ruleFunctions...)
-		switch kind {
-		case condExpr:
-			rt = append(rt, expr.AsBool())
-		case scoreExpr:
-			rt = append(rt, expr.AsFloat64())
-		}
-		if program, err = expr.Compile(src, rt...); err != nil {
-			l.errorAt(f, n, base, exprMessage(err.Error()))
-			return nil
-		}
+	// Then compile the program that runs on Env. Scores get no cast to
+	// float64, which would box every result: the engine converts.
+	opts = append(slices.Clone(commonOptions), expr.Env(runtimeEnv), expr.Patch(rewriter{defaults: l.defaults, lookups: true}))
+	if kind == condExpr {
+		opts = append(opts, expr.AsBool())
+	}
+	program, err := expr.Compile(src, opts...)
+	if err != nil {
+		l.errorAt(f, n, base, exprMessage(err.Error()))
+		return nil
 	}
 	return &Expr{Source: src, Rule: rule, File: f.name, Line: n.line, program: program}
 }
@@ -155,13 +151,7 @@ func (c *exprChecker) Visit(np *ast.Node) {
 		if !ok || !isRuleFunction(id.Value) {
 			return
 		}
-		args := n.Arguments
-		if len(args) > 0 {
-			if e, ok := args[0].(*ast.IdentifierNode); ok && e.Value == "$env" {
-				args = args[1:]
-			}
-		}
-		c.checkCall(n, id.Value, args)
+		c.checkCall(n, id.Value, n.Arguments)
 	}
 }
 
@@ -228,11 +218,9 @@ func (c *exprChecker) checkCall(call *ast.CallNode, name string, args []ast.Node
 	}
 }
 
-// checkEnvFor builds the environment the type checker sees when a schema
-// is declared: customer becomes a struct with one typed field per
-// attribute, so unknown attributes and mismatched comparisons are found at
-// load time. Programs still run on Env, where customer is a map.
-func checkEnvFor(attrs []*Attribute) any {
+// schemaCustomer builds the customer the type checker sees when a schema
+// is declared: a struct with one typed field per attribute.
+func schemaCustomer(attrs []*Attribute) any {
 	fields := []reflect.StructField{{Name: "ID", Type: reflect.TypeFor[string](), Tag: `expr:"id"`}}
 	for i, a := range attrs {
 		if a.Name == "id" {
@@ -257,15 +245,7 @@ func checkEnvFor(attrs []*Attribute) any {
 			Tag:  reflect.StructTag(fmt.Sprintf("expr:%q", a.Name)),
 		})
 	}
-	customer := reflect.StructOf(fields)
-	env := reflect.StructOf([]reflect.StructField{
-		{Name: "Customer", Type: customer, Tag: `expr:"customer"`},
-		{Name: "Context", Type: reflect.TypeFor[map[string]any](), Tag: `expr:"context"`},
-		{Name: "Placement", Type: reflect.TypeFor[string](), Tag: `expr:"placement"`},
-		{Name: "Channel", Type: reflect.TypeFor[string](), Tag: `expr:"channel"`},
-		{Name: "Now", Type: reflect.TypeFor[time.Time](), Tag: `expr:"now"`},
-	})
-	return reflect.New(env).Interface()
+	return reflect.New(reflect.StructOf(fields)).Interface()
 }
 
 // locate maps a rune offset inside scalar n's value to a 1-based file

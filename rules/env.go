@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -9,16 +8,16 @@ import (
 	"github.com/expr-lang/expr/ast"
 )
 
-// Env is the environment every compiled expression runs against. The
-// engine keeps one per decision (pooled) and fills it; Funcs answers the
-// functions of SPEC 4.1 for the customer being decided.
+// Env is the environment compiled expressions run against: a map from the
+// names of SPEC 4.1 to values. The engine keeps one per pooled decision
+// state; the functions are bound once, to that state's Funcs, and the
+// variables are set per decision. A map environment lets the VM load every
+// name with one map lookup and no allocation, and the function signatures
+// chosen below let it call them without reflection or argument slices.
 type Env struct {
-	Customer  map[string]any `expr:"customer"`
-	Context   map[string]any `expr:"context"`
-	Placement string         `expr:"placement"`
-	Channel   string         `expr:"channel"`
-	Now       time.Time      `expr:"now"`
-	Funcs     Funcs          `expr:"-"`
+	m     map[string]any
+	attrs map[string]any
+	ctx   map[string]any
 }
 
 // Funcs answers the rule functions for one decision. Windows are already
@@ -35,11 +34,20 @@ type Funcs interface {
 	Propensity() float64
 }
 
-// The function names of SPEC 4.1. Each call is rewritten at compile time
-// to take the environment as a hidden first argument ($env), so the
-// compiled program can be shared by all decisions while each call reaches
-// the Funcs of its own decision.
+// Names in the environment. customerIDVar and the defaults are reached
+// through rewrites of customer.X at compile time, so customer itself can
+// be the stored attribute map, never copied.
 const (
+	varCustomer  = "customer"
+	varContext   = "context"
+	varPlacement = "placement"
+	varChannel   = "channel"
+	varNow       = "now"
+	// Names that are no identifiers, so rules cannot reach them directly.
+	customerIDVar = "customer·id"
+	getAttrFn     = "customer·get"
+	getContextFn  = "context·get"
+
 	fnCount      = "count"
 	fnSum        = "sum"
 	fnDaysSince  = "days_since"
@@ -49,64 +57,141 @@ const (
 	fnPropensity = "propensity"
 )
 
-var errNoFuncs = errors.New("rule functions are not available here")
+var emptyMap = map[string]any{}
 
-func funcsOf(p []any) Funcs {
-	if e, ok := p[0].(*Env); ok && e.Funcs != nil {
-		return e.Funcs
+// NewEnv returns an environment whose functions answer from f.
+func NewEnv(f Funcs) *Env {
+	window := func(v any) time.Duration {
+		s, ok := v.(string)
+		if !ok {
+			panic(fmt.Errorf("a window must be a string, not %T", v))
+		}
+		w, err := ParseWindow(s)
+		if err != nil {
+			panic(fmt.Errorf("window %q: %w", s, err))
+		}
+		return w
 	}
-	panic(errNoFuncs)
+	str := func(v any, what string) string {
+		s, ok := v.(string)
+		if !ok {
+			panic(fmt.Errorf("%s must be a string, not %T", what, v))
+		}
+		return s
+	}
+	e := &Env{attrs: emptyMap, ctx: emptyMap}
+	e.m = map[string]any{
+		varCustomer:   emptyMap,
+		varContext:    emptyMap,
+		varPlacement:  "",
+		varChannel:    "",
+		varNow:        time.Time{},
+		customerIDVar: "",
+		fnCount: func(typ, w any) any {
+			return f.Count(str(typ, "an event type"), window(w))
+		},
+		fnSum: func(typ, w any) any {
+			return f.Sum(str(typ, "an event type"), window(w))
+		},
+		fnDaysSince: f.DaysSince,
+		fnSegment:   f.Segment,
+		fnShown: func(action, w any) any {
+			return f.Shown(str(action, "an action id"), window(w))
+		},
+		fnOutcomes: func(args ...any) any {
+			if len(args) != 3 {
+				panic(fmt.Errorf("outcomes takes 3 arguments, not %d", len(args)))
+			}
+			return f.Outcomes(str(args[0], "an action id"), str(args[1], "an outcome"), window(args[2]))
+		},
+		fnPropensity: f.Propensity,
+		// customer.X and context.X compile to these: a plain map lookup,
+		// where expr's generic fetch would allocate through reflection.
+		getAttrFn:    func(k any) any { return e.attrs[k.(string)] },
+		getContextFn: func(k any) any { return e.ctx[k.(string)] },
+	}
+	return e
 }
 
-func windowArg(v any) (time.Duration, error) {
-	w, err := ParseWindow(v.(string))
-	if err != nil {
-		return 0, fmt.Errorf("window %q: %w", v, err)
+// Map returns the environment to pass to vm.Run.
+func (e *Env) Map() map[string]any { return e.m }
+
+// SetCustomer sets the customer's id and attributes. The attributes are
+// read, never modified.
+func (e *Env) SetCustomer(id string, attrs map[string]any) {
+	if attrs == nil {
+		attrs = emptyMap
 	}
-	return w, nil
+	e.m[varCustomer] = attrs
+	e.attrs = attrs
+	e.m[customerIDVar] = id
 }
 
-var ruleFunctions = []expr.Option{
-	expr.Function(fnCount, func(p ...any) (any, error) {
-		w, err := windowArg(p[2])
-		if err != nil {
-			return nil, err
-		}
-		return funcsOf(p).Count(p[1].(string), w), nil
-	}, new(func(any, string, string) int)),
-	expr.Function(fnSum, func(p ...any) (any, error) {
-		w, err := windowArg(p[2])
-		if err != nil {
-			return nil, err
-		}
-		return funcsOf(p).Sum(p[1].(string), w), nil
-	}, new(func(any, string, string) float64)),
-	expr.Function(fnDaysSince, func(p ...any) (any, error) {
-		return funcsOf(p).DaysSince(p[1].(string)), nil
-	}, new(func(any, string) float64)),
-	expr.Function(fnSegment, func(p ...any) (any, error) {
-		return funcsOf(p).Segment(p[1].(string)), nil
-	}, new(func(any, string) bool)),
-	expr.Function(fnShown, func(p ...any) (any, error) {
-		w, err := windowArg(p[2])
-		if err != nil {
-			return nil, err
-		}
-		return funcsOf(p).Shown(p[1].(string), w), nil
-	}, new(func(any, string, string) int)),
-	expr.Function(fnOutcomes, func(p ...any) (any, error) {
-		w, err := windowArg(p[3])
-		if err != nil {
-			return nil, err
-		}
-		return funcsOf(p).Outcomes(p[1].(string), p[2].(string), w), nil
-	}, new(func(any, string, string, string) int)),
-	expr.Function(fnPropensity, func(p ...any) (any, error) {
-		return funcsOf(p).Propensity(), nil
-	}, new(func(any) float64)),
-	// now() would read the wall clock; rules use the variable now, which
-	// the caller fixes.
+// SetRequest sets the request's context, channel and time.
+func (e *Env) SetRequest(context map[string]any, channel string, now time.Time) {
+	if context == nil {
+		context = emptyMap
+	}
+	e.m[varContext] = context
+	e.ctx = context
+	e.m[varChannel] = channel
+	e.m[varNow] = now
+}
+
+// SetPlacement sets the placement being decided.
+func (e *Env) SetPlacement(p string) { e.m[varPlacement] = p }
+
+// Clear drops the references to one decision's data.
+func (e *Env) Clear() {
+	e.m[varCustomer], e.m[varContext] = emptyMap, emptyMap
+	e.attrs, e.ctx = emptyMap, emptyMap
+}
+
+// checkEnvFor is the environment the type checker sees: the same names,
+// with precise function signatures and, when a schema is declared, a
+// customer struct with one typed field per attribute, so unknown
+// attributes and mismatched comparisons are found at load time.
+func checkEnvFor(customer any) map[string]any {
+	return map[string]any{
+		varCustomer:   customer,
+		varContext:    map[string]any{},
+		varPlacement:  "",
+		varChannel:    "",
+		varNow:        time.Time{},
+		customerIDVar: "",
+		fnCount:       (func(string, string) int)(nil),
+		fnSum:         (func(string, string) float64)(nil),
+		fnDaysSince:   (func(string) float64)(nil),
+		fnSegment:     (func(string) bool)(nil),
+		fnShown:       (func(string, string) int)(nil),
+		fnOutcomes:    (func(string, string, string) int)(nil),
+		fnPropensity:  (func() float64)(nil),
+		getAttrFn:     (func(any) any)(nil),
+		getContextFn:  (func(any) any)(nil),
+	}
+}
+
+// runtimeEnv is a sample of Env's map, for compiling the programs.
+var runtimeEnv = NewEnv(noFuncs{}).Map()
+
+// noFuncs answers nothing; it only gives runtimeEnv its function types.
+type noFuncs struct{}
+
+func (noFuncs) Count(string, time.Duration) int            { return 0 }
+func (noFuncs) Sum(string, time.Duration) float64          { return 0 }
+func (noFuncs) DaysSince(string) float64                   { return 0 }
+func (noFuncs) Segment(string) bool                        { return false }
+func (noFuncs) Shown(string, time.Duration) int            { return 0 }
+func (noFuncs) Outcomes(string, string, time.Duration) int { return 0 }
+func (noFuncs) Propensity() float64                        { return 0 }
+
+// Options shared by every compile: rules use the variable now, which the
+// caller fixes, not the builtin now() that reads the wall clock; count and
+// sum are the rule functions, not expr's builtins of those names.
+var commonOptions = []expr.Option{
 	expr.DisableBuiltin("now"),
+	expr.DisableBuiltin("count"),
+	expr.DisableBuiltin("sum"),
 }
 
 func isRuleFunction(name string) bool {
@@ -117,24 +202,58 @@ func isRuleFunction(name string) bool {
 	return false
 }
 
-// envInjector passes $env as the first argument of every rule function.
-type envInjector struct{}
+// rewriter turns customer.id into the id variable and gives attributes
+// with a default their default: customer.tier becomes
+// (customer.tier ?? "bronze"). For the runtime program (lookups true) it
+// also turns customer.X and context.X into direct map lookups.
+type rewriter struct {
+	defaults map[string]any
+	lookups  bool
+}
 
-func (envInjector) Visit(n *ast.Node) {
-	call, ok := (*n).(*ast.CallNode)
+func (r rewriter) Visit(np *ast.Node) {
+	m, ok := (*np).(*ast.MemberNode)
 	if !ok {
 		return
 	}
-	id, ok := call.Callee.(*ast.IdentifierNode)
-	if !ok || !isRuleFunction(id.Value) {
+	id, ok := m.Node.(*ast.IdentifierNode)
+	if !ok || (id.Value != varCustomer && id.Value != varContext) {
 		return
 	}
-	if len(call.Arguments) > 0 {
-		if a, ok := call.Arguments[0].(*ast.IdentifierNode); ok && a.Value == "$env" {
-			return // already injected
-		}
+	prop, ok := m.Property.(*ast.StringNode)
+	if !ok {
+		return
 	}
-	env := &ast.IdentifierNode{Value: "$env"}
-	env.SetLocation(call.Location())
-	call.Arguments = append([]ast.Node{env}, call.Arguments...)
+	if id.Value == varContext {
+		if r.lookups {
+			ast.Patch(np, lookup(getContextFn, prop))
+		}
+		return
+	}
+	if prop.Value == "id" {
+		ast.Patch(np, &ast.IdentifierNode{Value: customerIDVar})
+		return
+	}
+	var get ast.Node = m
+	if r.lookups {
+		get = lookup(getAttrFn, prop)
+	} else {
+		member := *m
+		get = &member
+	}
+	get.SetLocation(m.Location())
+	if d, ok := r.defaults[prop.Value]; ok {
+		def := &ast.ConstantNode{Value: d}
+		def.SetLocation(m.Location())
+		get = &ast.BinaryNode{Operator: "??", Left: get, Right: def}
+	}
+	if get != ast.Node(m) {
+		ast.Patch(np, get)
+	}
+}
+
+func lookup(fn string, key *ast.StringNode) ast.Node {
+	arg := &ast.StringNode{Value: key.Value}
+	arg.SetLocation(key.Location())
+	return &ast.CallNode{Callee: &ast.IdentifierNode{Value: fn}, Arguments: []ast.Node{arg}}
 }

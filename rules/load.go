@@ -112,6 +112,7 @@ func Compile(files []File) (*Ruleset, error) {
 		},
 	}
 	l.collect(files)
+	l.checkEnv = checkEnvFor(map[string]any{})
 	l.buildSchema()
 	l.buildSegments()
 	l.buildChannels()
@@ -166,7 +167,8 @@ type loader struct {
 
 	schema    map[string]*Attribute // nil: no schema
 	attrNames []string
-	checkEnv  any
+	checkEnv  map[string]any
+	defaults  map[string]any // attribute defaults of the schema
 	segNames  []string
 	segDeps   map[string][]segRef
 	actionIDs map[string]bool
@@ -438,7 +440,13 @@ func (l *loader) buildSchema() {
 			a.Default, a.HasDefault = v, true
 		}
 	}
-	l.checkEnv = checkEnvFor(l.rs.Attributes)
+	l.checkEnv = checkEnvFor(schemaCustomer(l.rs.Attributes))
+	l.defaults = map[string]any{}
+	for _, a := range l.rs.Attributes {
+		if a.HasDefault {
+			l.defaults[a.Name] = a.Default
+		}
+	}
 }
 
 func attrTypeOK(t AttrType, v any) bool {

@@ -1,0 +1,202 @@
+package engine_test
+
+import (
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/nudge-engine/nudge/bench/workload"
+	"github.com/nudge-engine/nudge/engine"
+	"github.com/nudge-engine/nudge/rules"
+	"github.com/nudge-engine/nudge/store/memstore"
+)
+
+var benchNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func experiment(t *testing.T, weights ...float64) *rules.Experiment {
+	t.Helper()
+	src := "actions:\n  - id: x\n    placements: [p]\n    experiment:\n      variants:\n"
+	for i, w := range weights {
+		src += fmt.Sprintf("        v%d: {weight: %v}\n", i, w)
+	}
+	rs := compileFiles(t, map[string]string{"x.yaml": src})
+	return rs.Action("x").Experiment
+}
+
+func TestAssignSharesFollowWeights(t *testing.T) {
+	f := func(weights ...float64) {
+		t.Helper()
+		x := experiment(t, weights...)
+		const n = 10000
+		counts := map[string]int{}
+		for i := range n {
+			id := fmt.Sprintf("customer-%d", i)
+			v := engine.Assign(x, id)
+			counts[v.Name]++
+			if again := engine.Assign(x, id); again != v {
+				t.Fatalf("customer %s got %s, then %s", id, v.Name, again.Name)
+			}
+		}
+		for i, w := range weights {
+			name := fmt.Sprintf("v%d", i)
+			share := float64(counts[name]) / n * 100
+			want := w / x.Total * 100
+			if math.Abs(share-want) > 2 {
+				t.Errorf("weights %v: variant %s has %.2f%% of customers; want %.2f%% ± 2", weights, name, share, want)
+			}
+		}
+	}
+	f(45, 45, 10)
+	f(50, 50)
+	f(1, 1, 1, 1)
+	f(90, 10)
+	f(0, 3, 1)
+}
+
+func TestAssignDependsOnExperimentID(t *testing.T) {
+	a := experiment(t, 50, 50)
+	b := *a
+	b.ID = "another"
+	same := 0
+	for i := range 1000 {
+		id := fmt.Sprintf("c%d", i)
+		if engine.Assign(a, id).Name == engine.Assign(&b, id).Name {
+			same++
+		}
+	}
+	// Independent 50/50 splits agree about half the time.
+	if same < 400 || same > 600 {
+		t.Errorf("two experiments agree on %d of 1000 customers; want about 500", same)
+	}
+}
+
+// A new action has no outcomes: Thompson sampling must still rank it
+// first sometimes, and not always.
+func TestPropensityExploresNewActions(t *testing.T) {
+	rs := compileFiles(t, map[string]string{"r.yaml": `
+actions:
+  - {id: known, placements: [p], adaptive: true, score: propensity()}
+  - {id: new, placements: [p], adaptive: true, score: propensity()}
+`})
+	src := memstore.New()
+	src.SetStats("known", 1000, 300) // converts about 30%
+	eng := engine.New(engine.Options{})
+	wins := map[string]int{}
+	var d engine.Decision
+	for seed := range uint64(400) {
+		req := &engine.Request{CustomerID: "c", Placements: []string{"p"}, Channel: "web", Now: benchNow, Seed: seed}
+		if err := eng.Decide(rs, src, req, &d); err != nil {
+			t.Fatal(err)
+		}
+		wins[d.Placements[0].Items[0].Action.ID]++
+	}
+	// The uniform prior beats 0.3 about 70% of the time.
+	if wins["new"] < 200 || wins["known"] < 60 {
+		t.Errorf("wins %v: want the new action explored (about 280 of 400) and the known one kept (about 120)", wins)
+	}
+}
+
+// The engine itself allocates nothing per candidate action: a ruleset of
+// four times the actions costs no more allocations per decision once
+// every segment is evaluated either way (segments are memoized: their
+// cost is per decision, not per candidate). (Scores
+// here are constants, so expr does not box intermediate numbers.)
+func TestNoAllocationPerCandidate(t *testing.T) {
+	allocs := func(actions int) float64 {
+		files := workload.Ruleset(workload.RulesetSpec{Actions: actions, Segments: 50, Placements: 2, Seed: 3, ConstantScores: true})
+		rs, err := rules.Compile(files)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := memstore.New()
+		c := workload.Customer(workload.CustomerSpec{Actions: actions, Seed: 3}, 1)
+		src.Put(c)
+		eng := engine.New(engine.Options{})
+		req := &engine.Request{CustomerID: c.ID, Placements: []string{"p00", "p01"}, Channel: "web", Now: benchNow}
+		var d engine.Decision
+		return testing.AllocsPerRun(200, func() {
+			if err := eng.Decide(rs, src, req, &d); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	small, large := allocs(1000), allocs(4000)
+	t.Logf("allocations per decision: %.0f with 1000 actions, %.0f with 4000", small, large)
+	if large > small+2 {
+		t.Errorf("%.0f allocations per decision with 4000 actions, %.0f with 1000: the engine allocates per candidate", large, small)
+	}
+}
+
+var sink int
+
+func benchDecide(b *testing.B, rs *rules.Ruleset, src engine.Source, reqs []*engine.Request) {
+	b.Helper()
+	eng := engine.New(engine.Options{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var d engine.Decision
+		i := 0
+		for pb.Next() {
+			if err := eng.Decide(rs, src, reqs[i%len(reqs)], &d); err != nil {
+				b.Fatal(err)
+			}
+			sink += len(d.Placements)
+			i++
+		}
+	})
+}
+
+// BenchmarkDecideDemo decides the demo storefront's test requests for
+// their customers.
+func BenchmarkDecideDemo(b *testing.B) {
+	rs, err := rules.LoadDir("../testdata/storefront/rules")
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := memstore.New()
+	var reqs []*engine.Request
+	for i, t := range rs.Tests {
+		c := engine.CustomerFromTest(t.Customer)
+		c.ID = fmt.Sprintf("%s-%d", c.ID, i)
+		src.Put(c)
+		now := t.Now
+		if now.IsZero() {
+			now = benchNow
+		}
+		reqs = append(reqs, &engine.Request{CustomerID: c.ID, Placements: t.Request.Placements,
+			Channel: t.Request.Channel, Context: t.Request.Context, Now: now, Seed: uint64(i)})
+	}
+	benchDecide(b, rs, src, reqs)
+}
+
+// BenchmarkDecideGenerated decides two placements of a generated ruleset
+// (1,000 actions over 20 placements, 100 segments, a third capped) for
+// 1,000 generated customers.
+func BenchmarkDecideGenerated(b *testing.B) {
+	for _, n := range []int{100, 1000, 4000} {
+		b.Run(fmt.Sprintf("actions=%d", n), func(b *testing.B) {
+			rs, err := rules.Compile(workload.Ruleset(workload.RulesetSpec{Actions: n, Seed: 1}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			src := memstore.New()
+			var reqs []*engine.Request
+			for i := range 1000 {
+				c := workload.Customer(workload.CustomerSpec{Actions: n, Seed: 1}, i)
+				src.Put(c)
+				reqs = append(reqs, &engine.Request{
+					CustomerID: c.ID,
+					Placements: []string{workload.PlacementName(i % 20), workload.PlacementName((i + 7) % 20)},
+					Channel:    "web",
+					Context:    map[string]any{"page": "/", "device": "mobile"},
+					Now:        benchNow,
+					Seed:       uint64(i),
+				})
+			}
+			benchDecide(b, rs, src, reqs)
+		})
+	}
+}
+
