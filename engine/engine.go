@@ -372,12 +372,14 @@ func (st *state) number(x *rules.Expr) float64 {
 }
 
 func (st *state) decidePlacement(name string, d *Decision) {
-	d.Placements = append(d.Placements, PlacementResult{})
-	res := &d.Placements[len(d.Placements)-1]
-	res.Name = name
-	if cap(res.Items) > 0 {
-		res.Items = res.Items[:0]
+	// Reuse the slot (and its Items) of an earlier decision into d.
+	if len(d.Placements) < cap(d.Placements) {
+		d.Placements = d.Placements[:len(d.Placements)+1]
+	} else {
+		d.Placements = append(d.Placements, PlacementResult{})
 	}
+	res := &d.Placements[len(d.Placements)-1]
+	res.Name, res.Items = name, res.Items[:0]
 	p := st.rs.Placements[name]
 	if p == nil {
 		return
@@ -721,6 +723,7 @@ func (st *state) render(v *rules.Value) any {
 		return l
 	}
 	var b strings.Builder
+	b.Grow(v.SizeHint)
 	for _, p := range v.Parts {
 		if p.Expr == nil {
 			b.WriteString(p.Text)
@@ -772,9 +775,8 @@ func (st *state) DaysSince(typ string) float64 {
 	return st.events(typ).DaysSince(st.now)
 }
 
-func (st *state) Segment(name string) bool {
-	i, ok := st.rs.SegmentIndex(name)
-	if !ok {
+func (st *state) Segment(i int) bool {
+	if i < 0 || i >= len(st.segMemo) {
 		return false
 	}
 	if st.segMemo[i] == 0 {

@@ -26,6 +26,8 @@ type Value struct {
 	// Static is the fully rendered value when nothing below holds a
 	// template. It is shared: callers must not modify it.
 	Static any
+	// SizeHint estimates a rendered template's length in bytes.
+	SizeHint int
 }
 
 // TemplatePart is a run of text or an expression of a template string.

@@ -26,7 +26,8 @@ type Funcs interface {
 	Count(eventType string, window time.Duration) int
 	Sum(eventType string, window time.Duration) float64
 	DaysSince(eventType string) float64
-	Segment(name string) bool
+	// Segment evaluates the segment with index i in Ruleset.Segments.
+	Segment(i int) bool
 	Shown(action string, window time.Duration) int
 	Outcomes(action, outcome string, window time.Duration) int
 	// Propensity samples the learned conversion probability of the action
@@ -47,6 +48,7 @@ const (
 	customerIDVar = "customer·id"
 	getAttrFn     = "customer·get"
 	getContextFn  = "context·get"
+	segmentAtFn   = "segment·at"
 
 	fnCount      = "count"
 	fnSum        = "sum"
@@ -94,7 +96,8 @@ func NewEnv(f Funcs) *Env {
 			return f.Sum(str(typ, "an event type"), window(w))
 		},
 		fnDaysSince: f.DaysSince,
-		fnSegment:   f.Segment,
+		// segment("name") compiles to segment·at(index).
+		segmentAtFn: f.Segment,
 		fnShown: func(action, w any) any {
 			return f.Shown(str(action, "an action id"), window(w))
 		},
@@ -168,6 +171,7 @@ func checkEnvFor(customer any) map[string]any {
 		fnPropensity:  (func() float64)(nil),
 		getAttrFn:     (func(any) any)(nil),
 		getContextFn:  (func(any) any)(nil),
+		segmentAtFn:   (func(int) bool)(nil),
 	}
 }
 
@@ -180,7 +184,7 @@ type noFuncs struct{}
 func (noFuncs) Count(string, time.Duration) int            { return 0 }
 func (noFuncs) Sum(string, time.Duration) float64          { return 0 }
 func (noFuncs) DaysSince(string) float64                   { return 0 }
-func (noFuncs) Segment(string) bool                        { return false }
+func (noFuncs) Segment(int) bool                           { return false }
 func (noFuncs) Shown(string, time.Duration) int            { return 0 }
 func (noFuncs) Outcomes(string, string, time.Duration) int { return 0 }
 func (noFuncs) Propensity() float64                        { return 0 }
@@ -209,9 +213,14 @@ func isRuleFunction(name string) bool {
 type rewriter struct {
 	defaults map[string]any
 	lookups  bool
+	segments map[string]int // lookups: segment("name") becomes segment·at(i)
 }
 
 func (r rewriter) Visit(np *ast.Node) {
+	if call, ok := (*np).(*ast.CallNode); ok && r.lookups {
+		r.segmentCall(np, call)
+		return
+	}
 	m, ok := (*np).(*ast.MemberNode)
 	if !ok {
 		return
@@ -256,4 +265,22 @@ func lookup(fn string, key *ast.StringNode) ast.Node {
 	arg := &ast.StringNode{Value: key.Value}
 	arg.SetLocation(key.Location())
 	return &ast.CallNode{Callee: &ast.IdentifierNode{Value: fn}, Arguments: []ast.Node{arg}}
+}
+
+func (r rewriter) segmentCall(np *ast.Node, call *ast.CallNode) {
+	id, ok := call.Callee.(*ast.IdentifierNode)
+	if !ok || id.Value != fnSegment || len(call.Arguments) != 1 {
+		return
+	}
+	name, ok := call.Arguments[0].(*ast.StringNode)
+	if !ok {
+		return
+	}
+	i, ok := r.segments[name.Value]
+	if !ok {
+		return
+	}
+	arg := &ast.IntegerNode{Value: i}
+	arg.SetLocation(name.Location())
+	ast.Patch(np, &ast.CallNode{Callee: &ast.IdentifierNode{Value: segmentAtFn}, Arguments: []ast.Node{arg}})
 }

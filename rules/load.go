@@ -292,6 +292,9 @@ func (l *loader) collect(files []File) {
 		l.rs.Files = append(l.rs.Files, f.name)
 	}
 	l.segNames = slices.Clone(l.segOrder)
+	for i, name := range l.segOrder {
+		l.rs.segIndex[name] = i
+	}
 	l.actionIDs = map[string]bool{}
 	for _, d := range l.actionDefs {
 		if d.val.kind == mapNode {
@@ -476,7 +479,6 @@ func (l *loader) buildSegments() {
 		if ok {
 			s.When = l.compileExpr(d.f, d.val, src, 0, condExpr, "segment:"+name, exprScope{segment: name})
 		}
-		l.rs.segIndex[name] = s.Index
 		l.rs.Segments = append(l.rs.Segments, s)
 	}
 }
@@ -840,6 +842,12 @@ func (l *loader) content(f *srcFile, n *node, rule string, depth int) *Value {
 	}
 	if prev < len(s) {
 		v.Parts = append(v.Parts, TemplatePart{Text: s[prev:]})
+	}
+	for _, p := range v.Parts {
+		v.SizeHint += len(p.Text)
+		if p.Expr != nil {
+			v.SizeHint += 16
+		}
 	}
 	return v
 }
