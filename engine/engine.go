@@ -302,6 +302,9 @@ func (st *state) end() {
 // run evaluates x on a VM of the current nesting depth (segment() calls
 // evaluate other expressions while one runs).
 func (st *state) run(x *rules.Expr) (any, error) {
+	if v, ok := x.Constant(); ok {
+		return v, nil
+	}
 	if st.depth == len(st.vms) {
 		st.vms = append(st.vms, new(vm.VM))
 	}

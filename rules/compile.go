@@ -90,7 +90,9 @@ func (l *loader) compileExpr(f *srcFile, n *node, src string, base int, kind exp
 		l.errorAt(f, n, base, exprMessage(err.Error()))
 		return nil
 	}
-	return &Expr{Source: src, Rule: rule, File: f.name, Line: n.line, program: program}
+	x := &Expr{Source: src, Rule: rule, File: f.name, Line: n.line, program: program}
+	x.constant, x.isConstant = constantOf(program.Node())
+	return x
 }
 
 // exprMessage cleans an expr message for people who never saw Go types.
@@ -357,4 +359,22 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(rb)]
+}
+
+// constantOf returns the value of a node that expr's optimizer folded to a
+// literal.
+func constantOf(n ast.Node) (any, bool) {
+	switch c := n.(type) {
+	case *ast.IntegerNode:
+		return c.Value, true
+	case *ast.FloatNode:
+		return c.Value, true
+	case *ast.BoolNode:
+		return c.Value, true
+	case *ast.StringNode:
+		return c.Value, true
+	case *ast.ConstantNode:
+		return c.Value, true
+	}
+	return nil, false
 }

@@ -84,8 +84,15 @@ type Expr struct {
 	File    string
 	Line    int
 	program *vm.Program
-	errors  atomic.Uint64
+	// constant holds the value when the expression folds to a constant
+	// (score: 0.5, when: true): no VM run needed.
+	constant   any
+	isConstant bool
+	errors     atomic.Uint64
 }
+
+// Constant returns the expression's value when it is a constant.
+func (e *Expr) Constant() (any, bool) { return e.constant, e.isConstant }
 
 // Program returns the compiled program; run it against an *Env.
 func (e *Expr) Program() *vm.Program { return e.program }
