@@ -1,0 +1,47 @@
+// Package rules turns a directory of YAML rule files into a compiled,
+// immutable Ruleset (SPEC section 4), or into a sorted list of located
+// problems.
+//
+// # Loading
+//
+// Every *.yaml file below the directory (at any depth; names starting with
+// a dot are skipped) is parsed into a small positioned tree, so every
+// problem can be reported as file:line:col. Files ending in _test.yaml
+// hold rule tests (SPEC 5) and nothing else. All other files merge into one
+// ruleset: an id defined twice, in one file or two, is an error.
+//
+// Loading never stops at the first problem: every section of every file is
+// validated, every expression compiled, and the problems are returned
+// together as an ErrorList sorted by file, line and column. Warnings (such
+// as an action that no placement can reach) are listed too but do not
+// reject the ruleset.
+//
+// # Expressions
+//
+// Conditions (when, segments, channel when, policy when), scores and
+// content templates ({{ expr }}) are compiled once with expr. Each is
+// compiled twice: first against a checking environment with precise
+// function signatures and, when an attributes schema is declared, a typed
+// customer, so that typos and type mismatches are reported at load time
+// with their position inside the expression; then into the program that
+// runs against Env. The second compile rewrites the expression for speed:
+// customer.X and context.X become direct map lookups, segment("name")
+// becomes an index, attribute defaults become `?? default`, so a decision
+// never copies the customer's attributes.
+//
+// The version of a ruleset is a hash of its files' relative paths and
+// contents: the same files give the same version wherever they live.
+//
+// # Invariants
+//
+//   - A Ruleset is never modified after Compile returns, apart from the
+//     per-expression runtime error counters (atomic). It is shared by all
+//     decisions and swapped whole on reload.
+//   - Segment references form no cycle; every fallback names an action;
+//     every placement's candidates are sorted by priority (desc), then id.
+//   - Expressions reach nothing but their environment: no files, network,
+//     environment variables or wall clock (the builtin now() is disabled;
+//     rules use the now variable the caller fixes).
+//
+// This package imports no other package of the project.
+package rules
