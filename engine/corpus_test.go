@@ -48,8 +48,8 @@ type corpusCase struct {
 	} `yaml:"customer"`
 	// Served counts serves of an action by all customers an hour before
 	// now (budgets); Stats sets lifetime served/convert (propensity).
-	Served  map[string]int64 `yaml:"served"`
-	Stats   map[string]struct {
+	Served map[string]int64 `yaml:"served"`
+	Stats  map[string]struct {
 		Served  int64 `yaml:"served"`
 		Convert int64 `yaml:"convert"`
 	} `yaml:"stats"`
@@ -58,11 +58,11 @@ type corpusCase struct {
 		Channel    string         `yaml:"channel"`
 		Context    map[string]any `yaml:"context"`
 	} `yaml:"request"`
-	Want       map[string][]string    `yaml:"want"`
-	Items      map[string][]wantItem  `yaml:"items"`
-	Explain    []wantExplain          `yaml:"explain"`
-	Holdouts   []string               `yaml:"holdouts"`
-	RuleErrors map[string]uint64      `yaml:"rule_errors"`
+	Want       map[string][]string   `yaml:"want"`
+	Items      map[string][]wantItem `yaml:"items"`
+	Explain    []wantExplain         `yaml:"explain"`
+	Holdouts   []string              `yaml:"holdouts"`
+	RuleErrors map[string]uint64     `yaml:"rule_errors"`
 }
 
 type wantItem struct {

@@ -229,9 +229,9 @@ type state struct {
 	id   string // the customer's id
 	now  int64
 
-	env     *rules.Env
-	vms     []*vm.VM
-	depth   int
+	env   *rules.Env
+	vms   []*vm.VM
+	depth int
 
 	segMemo    []uint8 // 0 unknown, 1 false, 2 true
 	policyWhen []uint8 // 0 unknown, 1 false, 2 true

@@ -199,4 +199,3 @@ func BenchmarkDecideGenerated(b *testing.B) {
 		})
 	}
 }
-

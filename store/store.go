@@ -132,8 +132,8 @@ type Stamp struct {
 type EventStats struct {
 	Count  int64
 	Sum    float64
-	First  int64 // Unix nanoseconds of the earliest event
-	Last   int64 // Unix nanoseconds of the latest event
+	First  int64       // Unix nanoseconds of the earliest event
+	Last   int64       // Unix nanoseconds of the latest event
 	Days   []DayBucket // ascending by Day, at most MaxDays days before the latest
 	Recent []Stamp     // the RecentMax latest events, ascending by time
 }
