@@ -251,7 +251,10 @@ func schemaCustomer(attrs []*Attribute) any {
 }
 
 // locate maps a rune offset inside scalar n's value to a 1-based file
-// line and column, following YAML's quoting, escapes and line folding.
+// line and column, following YAML's quoting, escapes and line folding: in
+// a literal block (|) each line break of the value is one in the file;
+// elsewhere a space may stand for a line break and a line break for a
+// line break plus blank lines.
 func (f *srcFile) locate(n *node, off int) (int, int) {
 	line, col := n.line, n.col
 	indent := -1 // block scalars: the content's indentation
@@ -259,15 +262,38 @@ func (f *srcFile) locate(n *node, off int) (int, int) {
 	case quotedStyle:
 		col++
 	case blockStyle:
+		if n.blockLine >= len(f.lines) || strings.TrimSpace(n.text) == "" {
+			return f.clamp(n.line, n.col) // empty: point at the indicator
+		}
 		line = n.blockLine + 1
 		indent = f.blockIndent(line)
 		col = indent + 1
 	}
-	if off <= 0 || line < 1 || line > len(f.lines) {
-		return line, col
+	if line < 1 || line > len(f.lines) {
+		return f.clamp(line, col)
 	}
 	src := []rune(f.lines[line-1])
 	p := col - 1
+	if n.style != blockStyle {
+		// A tag or anchor may stand before the value: find where it starts.
+		if i := runeIndex(src, p, n.text, n.style); i >= 0 {
+			p = i
+		}
+	}
+	literal := n.style == blockStyle && !n.folded
+	nextLine := func() bool {
+		if line >= len(f.lines) {
+			return false
+		}
+		line++
+		src = []rune(f.lines[line-1])
+		p = 0
+		for p < len(src) && (src[p] == ' ' || src[p] == '\t') && (indent < 0 || p < indent) {
+			p++
+		}
+		return true
+	}
+	blank := func() bool { return strings.TrimSpace(string(src)) == "" }
 	i := 0
 	for _, c := range n.text {
 		if i >= off {
@@ -275,14 +301,14 @@ func (f *srcFile) locate(n *node, off int) (int, int) {
 		}
 		i++
 		if p >= len(src) {
-			if c != ' ' && c != '\n' || line >= len(f.lines) {
+			if c != ' ' && c != '\n' || !nextLine() {
 				break
 			}
-			line++
-			src = []rune(f.lines[line-1])
-			p = 0
-			for p < len(src) && (src[p] == ' ' || src[p] == '\t') && (indent < 0 || p < indent) {
-				p++
+			if c == '\n' && !literal {
+				// A line break of the value: the file's line break plus
+				// at least one blank line.
+				for blank() && nextLine() {
+				}
 			}
 			continue
 		}
@@ -298,6 +324,48 @@ func (f *srcFile) locate(n *node, off int) (int, int) {
 		}
 	}
 	return line, p + 1
+}
+
+// runeIndex finds where a scalar's text starts on its first line, at or
+// after rune p: past a tag (!!str) or anchor (&a) the parser put the node's
+// position on.
+func runeIndex(src []rune, p int, text string, style scalarStyle) int {
+	first, _, _ := strings.Cut(text, "\n")
+	if first == "" || p >= len(src) {
+		return -1
+	}
+	if style == quotedStyle {
+		p-- // the opening quote
+	}
+	if strings.HasPrefix(string(src[max(p, 0):]), first) {
+		return -1 // already there
+	}
+	for q := p; q < len(src); q++ {
+		if src[q] != ' ' && (q == 0 || src[q-1] != ' ') {
+			continue
+		}
+		at := q
+		if src[q] == ' ' {
+			at = q + 1
+		}
+		if at < len(src) && style == quotedStyle && (src[at] == '"' || src[at] == '\'') {
+			at++
+		}
+		if strings.HasPrefix(string(src[at:]), first) {
+			return at
+		}
+	}
+	return -1
+}
+
+// clamp keeps a position inside the file: on an existing line, at most
+// one column past its end.
+func (f *srcFile) clamp(line, col int) (int, int) {
+	line = max(1, min(line, len(f.lines)))
+	if len(f.lines) > 0 {
+		col = min(col, len([]rune(f.lines[line-1]))+1)
+	}
+	return line, max(col, 1)
 }
 
 func escapeLen(s []rune) int {

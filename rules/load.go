@@ -176,6 +176,7 @@ type loader struct {
 }
 
 func (l *loader) add(f *srcFile, line, col int, warning bool, msg string) {
+	line, col = f.clamp(line, col)
 	e := &Error{File: f.name, Line: line, Col: col, Msg: msg, Warning: warning}
 	if line >= 1 && line <= len(f.lines) {
 		e.Source = f.lines[line-1]

@@ -47,7 +47,8 @@ type node struct {
 	value     any // scalar: string, int64, uint64, float64, bool
 	text      string
 	style     scalarStyle
-	blockLine int // blockStyle: line of the indicator
+	blockLine int  // blockStyle: line of the indicator
+	folded    bool // blockStyle: > (line breaks fold) rather than |
 	keys      []*node
 	vals      []*node
 	items     []*node
@@ -93,11 +94,14 @@ func parseYAML(src []byte) (*node, error) {
 	if len(docs) == 0 {
 		return nil, nil
 	}
-	if len(docs) > 1 {
-		p := docs[1].Body.GetToken().Position
-		return nil, &yamlError{line: p.Line, col: p.Column, msg: "a rule file holds one YAML document"}
-	}
 	c := converter{anchors: map[string]*node{}}
+	if len(docs) > 1 {
+		line, col := pos(docs[1].Body.GetToken())
+		if n, err := c.convert(docs[1].Body, 0); err == nil {
+			line, col = n.line, n.col
+		}
+		return nil, &yamlError{line: line, col: col, msg: "a rule file holds one YAML document"}
+	}
 	return c.convert(docs[0].Body, 0)
 }
 
@@ -129,6 +133,7 @@ func (c *converter) convert(an ast.Node, depth int) (*node, error) {
 	case *ast.LiteralNode:
 		n.kind, n.value, n.text, n.style = scalarNode, v.Value.Value, v.Value.Value, blockStyle
 		n.blockLine = line
+		n.folded = v.Start != nil && strings.HasPrefix(v.Start.Value, ">")
 	case *ast.IntegerNode:
 		n.kind, n.value, n.text = scalarNode, v.Value, v.Token.Value
 	case *ast.FloatNode:

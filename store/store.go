@@ -160,8 +160,10 @@ func (s *EventStats) Add(at int64, v float64) {
 	s.addRecent(at, v)
 
 	day := dayOf(at)
+	// Keep MaxDays days before the latest event's day as well: a window
+	// of MaxDays starts inside that day, which counts fully.
 	oldest := dayOf(s.Last) - MaxDays
-	if day <= oldest {
+	if day < oldest {
 		return // only the lifetime totals remember it
 	}
 	j := sort.Search(len(s.Days), func(j int) bool { return s.Days[j].Day >= day })
@@ -174,7 +176,7 @@ func (s *EventStats) Add(at int64, v float64) {
 		s.Days[j] = DayBucket{Day: day, Count: 1, Sum: v}
 	}
 	k := 0
-	for k < len(s.Days) && s.Days[k].Day <= oldest {
+	for k < len(s.Days) && s.Days[k].Day < oldest {
 		k++
 	}
 	if k > 0 {
