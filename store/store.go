@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 )
@@ -245,4 +246,30 @@ func (s *EventStats) DaysSince(now int64) float64 {
 		return math.Inf(1)
 	}
 	return float64(now-s.Last) / float64(nsPerDay)
+}
+
+// Copy returns a copy of c whose events and contacts can be changed
+// without touching c. Attribute values are shared: they are never
+// modified in place (MergePatch builds new maps).
+func (c *Customer) Copy() *Customer {
+	if c == nil {
+		return nil
+	}
+	out := &Customer{ID: c.ID, Contacts: slices.Clone(c.Contacts)}
+	if c.Attributes != nil {
+		out.Attributes = make(map[string]any, len(c.Attributes))
+		for k, v := range c.Attributes {
+			out.Attributes[k] = v
+		}
+	}
+	if c.Events != nil {
+		out.Events = make(map[string]*EventStats, len(c.Events))
+		for k, s := range c.Events {
+			cp := *s
+			cp.Days = slices.Clone(s.Days)
+			cp.Recent = slices.Clone(s.Recent)
+			out.Events[k] = &cp
+		}
+	}
+	return out
 }

@@ -1,29 +1,37 @@
-// Package memstore is an in-memory customer store for tests, benchmarks
-// and examples. It implements the engine's Source; it is not durable.
+// Package memstore is an in-memory store.Store for tests, benchmarks and
+// examples. It is not durable.
 package memstore
 
 import (
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/nudge-engine/nudge/store"
 )
 
-// Store holds customers and counters in memory. Safe for concurrent use;
-// a customer returned by Customer must not be modified.
+// Store holds customers and counters in memory. Safe for concurrent use.
+// Customers are copied on write, so a customer returned by Customer stays
+// valid and unchanged.
 type Store struct {
 	mu        sync.RWMutex
 	customers map[string]*store.Customer
 	served    map[string][]int64 // action -> serve times, ascending
-	stats     map[string][2]int64
+	stats     map[string]*store.ActionStats
+	since     time.Time
+	retention time.Duration
 }
+
+var _ store.Store = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {
 	return &Store{
 		customers: map[string]*store.Customer{},
 		served:    map[string][]int64{},
-		stats:     map[string][2]int64{},
+		stats:     map[string]*store.ActionStats{},
+		since:     time.Now().UTC(),
+		retention: store.MaxDays * 24 * time.Hour,
 	}
 }
 
@@ -34,37 +42,126 @@ func (s *Store) Put(c *store.Customer) {
 	s.customers[c.ID] = c
 }
 
-// Customer returns the customer, or nil when unknown.
+// Customer implements store.Store.
 func (s *Store) Customer(id string) (*store.Customer, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.customers[id], nil
 }
 
-// RecordServed counts one serve of action at time at (Unix nanoseconds)
-// toward budgets and stats.
-func (s *Store) RecordServed(action string, at int64) {
+// update applies f to a copy of the customer (a new one when unknown) and
+// stores the copy.
+func (s *Store) update(id string, f func(c *store.Customer)) *store.Customer {
+	c := s.customers[id].Copy()
+	if c == nil {
+		c = &store.Customer{ID: id}
+	}
+	f(c)
+	s.customers[id] = c
+	return c
+}
+
+// PutAttributes implements store.Store.
+func (s *Store) PutAttributes(id string, attrs map[string]any) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.update(id, func(c *store.Customer) { c.Attributes = attrs })
+	return nil
+}
+
+// PatchAttributes implements store.Store.
+func (s *Store) PatchAttributes(id string, patch map[string]any) (map[string]any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.update(id, func(c *store.Customer) { c.Attributes = store.MergePatch(c.Attributes, patch) })
+	return c.Attributes, nil
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.customers[id]
+	delete(s.customers, id)
+	return ok, nil
+}
+
+// AddEvents implements store.Store.
+func (s *Store) AddEvents(events []store.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range events {
+		s.update(e.CustomerID, func(c *store.Customer) { c.AddEvent(e.Type, e.At, e.Value) })
+	}
+	return nil
+}
+
+// Record implements store.Store.
+func (s *Store) Record(id string, contacts []store.Contact, stats []store.StatDelta) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id != "" && len(contacts) > 0 {
+		cutoff := time.Now().Add(-s.retention).UnixNano()
+		s.update(id, func(c *store.Customer) {
+			for _, k := range contacts {
+				c.AddContact(k)
+			}
+			c.PruneContacts(cutoff)
+		})
+	}
+	for _, d := range stats {
+		st := s.stats[d.Action]
+		if st == nil {
+			st = &store.ActionStats{}
+			s.stats[d.Action] = st
+		}
+		st.Add(d.Outcome, d.Value)
+		if d.Variant != "" {
+			if st.Variants == nil {
+				st.Variants = map[string]*store.Counters{}
+			}
+			v := st.Variants[d.Variant]
+			if v == nil {
+				v = &store.Counters{}
+				st.Variants[d.Variant] = v
+			}
+			v.Add(d.Outcome, d.Value)
+		}
+		if d.Outcome == store.Served {
+			s.addServed(d.Action, d.At)
+		}
+	}
+	return nil
+}
+
+func (s *Store) addServed(action string, at int64) {
 	t := s.served[action]
 	i := sort.Search(len(t), func(i int) bool { return t[i] > at })
 	t = append(t, 0)
 	copy(t[i+1:], t[i:])
 	t[i] = at
 	s.served[action] = t
-	st := s.stats[action]
-	st[0]++
-	s.stats[action] = st
+}
+
+// RecordServed counts one serve of action at time at (Unix nanoseconds)
+// toward budgets and stats.
+func (s *Store) RecordServed(action string, at int64) {
+	_ = s.Record("", nil, []store.StatDelta{{Action: action, Outcome: store.Served, At: at}})
 }
 
 // SetStats sets an action's lifetime served and convert counts.
 func (s *Store) SetStats(action string, served, convert int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stats[action] = [2]int64{served, convert}
+	st := s.stats[action]
+	if st == nil {
+		st = &store.ActionStats{}
+		s.stats[action] = st
+	}
+	st.Served, st.Convert = served, convert
 }
 
-// ServedSince implements engine.Counters.
+// ServedSince implements store.Store.
 func (s *Store) ServedSince(action string, since int64) int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -72,10 +169,41 @@ func (s *Store) ServedSince(action string, since int64) int64 {
 	return int64(len(t) - sort.Search(len(t), func(i int) bool { return t[i] >= since }))
 }
 
-// ActionStats implements engine.Counters.
+// ActionStats implements store.Store.
 func (s *Store) ActionStats(action string) (served, convert int64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	st := s.stats[action]
-	return st[0], st[1]
+	if st := s.stats[action]; st != nil {
+		return st.Served, st.Convert
+	}
+	return 0, 0
 }
+
+// Stats implements store.Store.
+func (s *Store) Stats() (time.Time, map[string]*store.ActionStats) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]*store.ActionStats, len(s.stats))
+	for id, st := range s.stats {
+		cp := &store.ActionStats{Counters: st.Counters}
+		if st.Variants != nil {
+			cp.Variants = map[string]*store.Counters{}
+			for v, c := range st.Variants {
+				cc := *c
+				cp.Variants[v] = &cc
+			}
+		}
+		out[id] = cp
+	}
+	return s.since, out
+}
+
+// SetRetention implements store.Store.
+func (s *Store) SetRetention(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retention = min(max(d, time.Hour), store.MaxDays*24*time.Hour)
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error { return nil }
