@@ -3,13 +3,25 @@ GO          ?= go
 BIN         := bin/nudge
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEMO_RULES  := testdata/storefront/rules
+DEMO_DATA   := testdata/storefront/customers.jsonl
+DATA        ?= data
+ADDR        ?= 127.0.0.1:8080
 
-.PHONY: all build test check bench fuzz clean
+.PHONY: all build run test check bench fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nudge
+
+# Builds, imports the demo customers when the data directory is empty,
+# and serves the demo storefront rules (console logs for people).
+run: build
+	@if [ -z "$$(ls -A $(DATA) 2>/dev/null)" ]; then \
+		echo "importing the demo customers into $(DATA)/"; \
+		./$(BIN) import --data $(DATA) $(DEMO_DATA); \
+	fi
+	./$(BIN) serve --addr $(ADDR) --rules $(DEMO_RULES) --data $(DATA) --log-format console
 
 # Unit, corpus and CLI tests (with the race detector), then the demo
 # storefront's own rule tests through the real binary.

@@ -11,6 +11,8 @@ import (
 const usage = `nudge: a real-time personalization decision engine
 
 Usage:
+  nudge serve --rules DIR --data DIR [flags]   serve decisions over HTTP
+  nudge import --data DIR FILE.jsonl           bulk-load customers
   nudge rules check DIR   validate and compile a rules directory
   nudge rules test DIR    run the rule tests (*_test.yaml) of a directory
   nudge help              show this help
@@ -29,6 +31,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "rules":
 		return runRules(args[1:], stdout, stderr)
+	case "serve":
+		return runServe(args[1:], stderr)
+	case "import":
+		return runImport(args[1:], stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// newLogger returns the process logger: JSON lines on w by default,
+// human-friendly with format "console".
+func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Logger{}, fmt.Errorf("unknown log level %q (debug, info, warn, error)", level)
+	}
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	default:
+		return zerolog.Logger{}, fmt.Errorf("unknown log format %q (json or console)", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// pebbleLogger routes pebble's own logs through zerolog.
+type pebbleLogger struct{ log zerolog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.log.Debug().Str("component", "pebble").Msgf(format, args...)
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.log.Error().Str("component", "pebble").Msgf(format, args...)
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.log.Error().Str("component", "pebble").Msgf(format, args...)
+	os.Exit(1)
+}

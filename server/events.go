@@ -1,0 +1,196 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/nudge-engine/nudge/engine"
+	"github.com/nudge-engine/nudge/store"
+)
+
+// eventIn is one event of POST /v1/events.
+type eventIn struct {
+	CustomerID *string  `json:"customer_id"`
+	Type       *string  `json:"type"`
+	Time       *string  `json:"time"`
+	Value      *float64 `json:"value"`
+	Properties any      `json:"properties"`
+}
+
+// eventsIn is the body of POST /v1/events: one event, or a batch in
+// "events".
+type eventsIn struct {
+	CustomerID *string            `json:"customer_id"`
+	Type       *string            `json:"type"`
+	Time       *string            `json:"time"`
+	Value      *float64           `json:"value"`
+	Properties any                `json:"properties"`
+	Events     *[]json.RawMessage `json:"events"`
+}
+
+// event validates the event; field paths start with prefix. An empty
+// customerID means the event must name its own (inline simulate events
+// belong to the simulated customer).
+func (in *eventIn) event(prefix, customerID string, now time.Time) (store.Event, *apiError) {
+	field := func(name string) string { return joinField(prefix, name) }
+	ev := store.Event{CustomerID: customerID}
+	if customerID == "" {
+		if in.CustomerID == nil {
+			return ev, missing(field("customer_id"))
+		}
+		if err := checkID(field("customer_id"), *in.CustomerID); err != nil {
+			return ev, err
+		}
+		ev.CustomerID = *in.CustomerID
+	}
+	if in.Type == nil {
+		return ev, missing(field("type"))
+	}
+	if err := checkEventType(field("type"), *in.Type); err != nil {
+		return ev, err
+	}
+	ev.Type = *in.Type
+	at, err := parseTime(field("time"), in.Time, now)
+	if err != nil {
+		return ev, err
+	}
+	ev.At = at.UnixNano()
+	if in.Value != nil {
+		ev.Value = *in.Value
+	}
+	props, err := objectField(in.Properties, field("properties"))
+	if err != nil {
+		return ev, err
+	}
+	ev.Properties = props
+	return ev, nil
+}
+
+// handleEvents answers POST /v1/events. A batch is all or nothing: every
+// event is validated before any is stored, and 202 is sent only after the
+// store made them durable.
+func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
+	var body eventsIn
+	if err := s.decodeBody(ctx, &body); err != nil {
+		return err
+	}
+	now := s.opts.Now()
+	var events []store.Event
+	in := eventIn{CustomerID: body.CustomerID, Type: body.Type, Time: body.Time, Value: body.Value, Properties: body.Properties}
+	if body.Events == nil {
+		ev, err := in.event("", "", now)
+		if err != nil {
+			return err
+		}
+		events = []store.Event{ev}
+	} else {
+		if in.CustomerID != nil || in.Type != nil || in.Time != nil || in.Value != nil || in.Properties != nil {
+			return invalid("events", "a batch holds its events in \"events\" only")
+		}
+		raw := *body.Events
+		if len(raw) > s.opts.MaxBatch {
+			return badRequest(codeTooMany, "events", "at most %d events per batch, not %d", s.opts.MaxBatch, len(raw))
+		}
+		events = make([]store.Event, 0, len(raw))
+		for i, r := range raw {
+			prefix := fmt.Sprintf("events[%d]", i)
+			var in eventIn
+			if err := decodeJSON(r, &in, prefix); err != nil {
+				return err
+			}
+			ev, err := in.event(prefix, "", now)
+			if err != nil {
+				return err
+			}
+			events = append(events, ev)
+		}
+	}
+	if len(events) > 0 {
+		if err := s.st.AddEvents(events); err != nil {
+			return s.storeFailed("add events", err)
+		}
+		s.m.events.Add(float64(len(events)))
+	}
+	writeJSON(ctx, fasthttp.StatusAccepted, fmt.Appendf(nil, "{\"accepted\":%d}\n", len(events)))
+	return nil
+}
+
+// feedbackIn is the body of POST /v1/feedback.
+type feedbackIn struct {
+	DecisionID *string  `json:"decision_id"`
+	CustomerID *string  `json:"customer_id"`
+	Action     *string  `json:"action"`
+	Outcome    *string  `json:"outcome"`
+	Value      *float64 `json:"value"`
+	// Channel is the channel the customer answered on (an extension of
+	// SPEC 3). Default: the channel the action was last served on.
+	Channel *string `json:"channel"`
+}
+
+// handleFeedback answers POST /v1/feedback: it records a contact with the
+// outcome (stop rules and outcome caps count it) and a stats delta in the
+// experiment variant the customer is assigned to. The decision id is
+// validated but not looked up: decisions are not stored.
+func (s *Server) handleFeedback(ctx *fasthttp.RequestCtx) error {
+	var in feedbackIn
+	if err := s.decodeBody(ctx, &in); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"decision_id", in.DecisionID}, {"customer_id", in.CustomerID}, {"action", in.Action}} {
+		if f.v == nil {
+			return missing(f.name)
+		}
+		if err := checkID(f.name, *f.v); err != nil {
+			return err
+		}
+	}
+	if in.Outcome == nil {
+		return missing("outcome")
+	}
+	outcome, ok := store.ParseOutcome(*in.Outcome)
+	if !ok || outcome == store.Served {
+		return invalid("outcome", "outcome must be one of click, accept, dismiss, convert")
+	}
+	id, action := *in.CustomerID, *in.Action
+	var channel string
+	if in.Channel != nil && *in.Channel != "" {
+		if err := checkID("channel", *in.Channel); err != nil {
+			return err
+		}
+		channel = *in.Channel
+	} else if c, err := s.st.Customer(id); err == nil && c != nil {
+		for i := len(c.Contacts) - 1; i >= 0; i-- {
+			if k := c.Contacts[i]; k.Action == action && k.Outcome == store.Served {
+				channel = k.Channel
+				break
+			}
+		}
+	}
+	var value float64
+	if in.Value != nil {
+		value = *in.Value
+	}
+	var variant string
+	if rs := s.src.Current(); rs != nil {
+		if a := rs.Action(action); a != nil && a.Experiment != nil && a.Experiment.Total > 0 {
+			if v := engine.Assign(a.Experiment, id); v != nil {
+				variant = v.Name
+			}
+		}
+	}
+	now := s.opts.Now().UnixNano()
+	contact := []store.Contact{{Action: action, Outcome: outcome, Channel: channel, At: now}}
+	delta := []store.StatDelta{{Action: action, Variant: variant, Outcome: outcome, Value: value, At: now}}
+	if err := s.st.Record(id, contact, delta); err != nil {
+		return s.storeFailed("record feedback", err)
+	}
+	s.m.feedback.WithLabelValues(outcome.String()).Inc()
+	writeJSON(ctx, fasthttp.StatusAccepted, []byte(`{"accepted":1}`+"\n"))
+	return nil
+}

@@ -1,0 +1,185 @@
+package pebblestore
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/nudge-engine/nudge/store"
+)
+
+var sinkCustomer *store.Customer
+
+// typicalCustomer has a dozen attributes, three event types and twenty
+// contacts.
+func typicalCustomer(id string) *store.Customer {
+	c := &store.Customer{ID: id, Attributes: map[string]any{
+		"first_name": "Ana", "tier": "silver", "ltv": 1250.5, "churn_risk": 0.8,
+		"email_open_rate": 0.31, "consent": map[string]any{"email": true, "sms": false},
+		"city": "Lisbon", "complaint_open": false, "signup": "2024-03-01", "segment": "b2c",
+	}}
+	base := time.Now()
+	for i := range 40 {
+		at := base.Add(-time.Duration(i) * 37 * time.Hour).UnixNano()
+		c.AddEvent("view", at, 0)
+		if i%4 == 0 {
+			c.AddEvent("purchase", at, 49.99)
+		}
+		if i%10 == 0 {
+			c.AddEvent("cart", at, 82.5)
+		}
+		if i < 20 {
+			c.AddContact(store.Contact{Action: "winback-20", Channel: "web", At: at})
+		}
+	}
+	return c
+}
+
+func benchStore(b *testing.B, customers int) *Store {
+	b.Helper()
+	s, err := Open(Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	batch := make([]*store.Customer, customers)
+	for i := range batch {
+		batch[i] = typicalCustomer(fmt.Sprint("c", i))
+	}
+	if err := s.Import(batch); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func BenchmarkCustomerCached(b *testing.B) {
+	s := benchStore(b, 1000)
+	for i := range 1000 {
+		if _, err := s.Customer(fmt.Sprint("c", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.cache.Wait()
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprint("c", i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var c *store.Customer
+		i := rand.IntN(len(ids))
+		for pb.Next() {
+			c, _ = s.Customer(ids[i%len(ids)])
+			i++
+		}
+		sinkCustomer = c
+	})
+}
+
+// BenchmarkCustomerMiss reads a customer that is not cached: a Pebble point
+// read (from the block cache), a decode, and the cache fill.
+func BenchmarkCustomerMiss(b *testing.B) {
+	s := benchStore(b, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.cache.Del("c0")
+		c, err := s.Customer("c0")
+		if err != nil || c == nil {
+			b.Fatal(c, err)
+		}
+		sinkCustomer = c
+	}
+}
+
+// BenchmarkDecode compares the record decoder with encoding/json decoding
+// the same customer's attributes alone.
+func BenchmarkDecode(b *testing.B) {
+	c := typicalCustomer("c")
+	b.Run("record", func(b *testing.B) {
+		rec, err := appendCustomer(nil, c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.SetBytes(int64(len(rec)))
+		for b.Loop() {
+			sinkCustomer, err = decodeCustomer("c", string(rec))
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("record-attributes-only", func(b *testing.B) {
+		rec, err := appendObject(nil, c.Attributes, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.SetBytes(int64(len(rec)))
+		for b.Loop() {
+			d := decoder{s: string(rec[1:])}
+			if d.object(0); d.err != nil {
+				b.Fatal(d.err)
+			}
+		}
+	})
+	b.Run("json-attributes-only", func(b *testing.B) {
+		js, _ := json.Marshal(c.Attributes)
+		b.ReportAllocs()
+		b.SetBytes(int64(len(js)))
+		for b.Loop() {
+			var m map[string]any
+			if err := json.Unmarshal(js, &m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkAddEvents commits batches of 100 events over 20 customers, each
+// batch synced.
+func BenchmarkAddEvents(b *testing.B) {
+	s := benchStore(b, 1000)
+	batch := make([]store.Event, 100)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		for j := range batch {
+			batch[j] = store.Event{CustomerID: fmt.Sprint("c", (i*20+j%20)%1000), Type: "view", At: time.Now().UnixNano(), Value: 1}
+		}
+		if err := s.AddEvents(batch); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkRecord records a served contact and its statistics, as a
+// decision does, for cached customers.
+func BenchmarkRecord(b *testing.B) {
+	s := benchStore(b, 1000)
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprint("c", i)
+		s.Customer(ids[i])
+	}
+	s.cache.Wait()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := rand.IntN(len(ids))
+		for pb.Next() {
+			now := time.Now().UnixNano()
+			err := s.Record(ids[i%len(ids)],
+				[]store.Contact{{Action: "winback-20", Channel: "web", At: now}},
+				[]store.StatDelta{{Action: "winback-20", Variant: "a", Outcome: store.Served, At: now}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}

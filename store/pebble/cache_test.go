@@ -1,0 +1,150 @@
+package pebblestore
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nudge-engine/nudge/store"
+)
+
+// TestSmallCache: with a cache far smaller than the working set, reads are
+// right and a write is never shadowed by a stale cached value.
+func TestSmallCache(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), CacheMB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	// 3000 customers of about 1.5 KiB: over 4 MiB of records.
+	const n = 3000
+	pad := strings.Repeat("p", 1500)
+	batch := make([]*store.Customer, 0, n)
+	for i := range n {
+		batch = append(batch, &store.Customer{ID: fmt.Sprint("c", i), Attributes: map[string]any{"i": float64(i), "pad": pad}})
+	}
+	if err := s.Import(batch); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for pass := range 3 {
+		for _, i := range r.Perm(n) {
+			c := mustCustomer(t, s, fmt.Sprint("c", i))
+			if c == nil || c.Attributes["i"] != float64(i) {
+				t.Fatalf("pass %d: c%d: got %v", pass, i, c)
+			}
+		}
+	}
+	hits, misses := s.CacheStats()
+	t.Logf("cache: %d hits, %d misses", hits, misses)
+	if misses < n {
+		t.Errorf("cache misses: got %d; want at least %d (the cache should not hold everything)", misses, n)
+	}
+
+	// Hammer one customer: writers add events (synced) and contacts (not
+	// synced) while readers read it and other customers evict it. Every
+	// reader sees counts that never go down and that include every write
+	// acknowledged before its read started.
+	const writers, readers, each = 4, 4, 100
+	var acked atomic.Int64 // events acknowledged
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				ev := store.Event{CustomerID: "hot", Type: "view", At: int64(w*each + i)}
+				if err := s.AddEvents([]store.Event{ev}); err != nil {
+					t.Error(err)
+					return
+				}
+				acked.Add(1)
+				if err := s.Record("hot", []store.Contact{{Action: "a", At: s.now().UnixNano()}}, nil); err != nil {
+					t.Error(err)
+					return
+				}
+				// Read our own write, through the cache.
+				before := acked.Load()
+				if got := eventCount(t, s, "hot", "view"); got < before {
+					t.Errorf("writer read %d events after %d acknowledged", got, before)
+				}
+			}
+		})
+	}
+	var readerWG sync.WaitGroup
+	for g := range readers {
+		readerWG.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 3))
+			var last, lastContacts int64
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				before := acked.Load()
+				c := mustCustomer(t, s, "hot")
+				var got, contacts int64
+				if c != nil && c.Events["view"] != nil {
+					got = c.Events["view"].Count
+					contacts = int64(len(c.Contacts))
+				}
+				if got < before || got < last || contacts < lastContacts {
+					t.Errorf("read %d events, %d contacts after %d acknowledged, %d events, %d contacts read before", got, contacts, before, last, lastContacts)
+					return
+				}
+				last, lastContacts = got, contacts
+				// Churn the cache.
+				for range 5 {
+					mustCustomer(t, s, fmt.Sprint("c", r.IntN(n)))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	readerWG.Wait()
+	if got := eventCount(t, s, "hot", "view"); got != writers*each {
+		t.Errorf("events: got %d; want %d", got, writers*each)
+	}
+	if c := mustCustomer(t, s, "hot"); len(c.Contacts) != writers*each {
+		t.Errorf("contacts: got %d; want %d", len(c.Contacts), writers*each)
+	}
+}
+
+// TestFillRace races a cache fill of a customer with its first write: the
+// write must be visible to the writer's next read and to every later one.
+func TestFillRace(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), CacheMB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const rounds, parallel = 300, 8
+	for round := range rounds {
+		var wg sync.WaitGroup
+		for p := range parallel {
+			id := fmt.Sprint("r", round, "-", p)
+			wg.Go(func() { mustCustomer(t, s, id) })
+			wg.Go(func() {
+				if err := s.AddEvents([]store.Event{{CustomerID: id, Type: "view"}}); err != nil {
+					t.Error(err)
+					return
+				}
+				for range 3 {
+					if got := eventCount(t, s, id, "view"); got != 1 {
+						t.Errorf("%s: read %d events after the write; want 1", id, got)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+	}
+}

@@ -1,0 +1,377 @@
+package pebblestore
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/nudge-engine/nudge/store"
+)
+
+// randValue returns a random attribute value of the JSON data model.
+func randValue(r *rand.Rand, depth int) any {
+	n := 7
+	if depth > 3 {
+		n = 5 // no more nesting
+	}
+	switch r.IntN(n) {
+	case 0:
+		return nil
+	case 1:
+		return r.IntN(2) == 0
+	case 2:
+		switch r.IntN(4) {
+		case 0:
+			return float64(r.IntN(1000))
+		case 1:
+			return math.Round(r.Float64()*10000) / 100 // a price
+		case 2:
+			return r.NormFloat64() * 1e12
+		default:
+			return -r.ExpFloat64()
+		}
+	case 3:
+		return randString(r, 20)
+	case 4:
+		return randString(r, 3) + "é\x00"
+	case 5:
+		a := make([]any, r.IntN(4))
+		for i := range a {
+			a[i] = randValue(r, depth+1)
+		}
+		return a
+	default:
+		m := map[string]any{}
+		for range r.IntN(4) {
+			m[randString(r, 8)] = randValue(r, depth+1)
+		}
+		return m
+	}
+}
+
+func randString(r *rand.Rand, max int) string {
+	b := make([]byte, r.IntN(max+1))
+	for i := range b {
+		b[i] = byte('a' + r.IntN(26))
+	}
+	return string(b)
+}
+
+// randCustomer builds a customer the way the store does: attributes from
+// JSON, events through AddEvent, contacts through AddContact.
+func randCustomer(r *rand.Rand, id string) *store.Customer {
+	c := &store.Customer{ID: id}
+	if r.IntN(5) > 0 {
+		c.Attributes = map[string]any{}
+		for range r.IntN(12) {
+			c.Attributes[randString(r, 12)] = randValue(r, 0)
+		}
+	}
+	base := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC).UnixNano()
+	types := []string{"view", "cart", "purchase", "complaint", "login"}
+	for range r.IntN(4) {
+		typ := types[r.IntN(len(types))]
+		for range r.IntN(60) {
+			at := base - r.Int64N(int64(200*24*time.Hour)) + r.Int64N(int64(time.Hour))
+			v := 0.0
+			if r.IntN(2) == 0 {
+				v = math.Round(r.Float64()*20000) / 100
+			}
+			c.AddEvent(typ, at, v)
+		}
+	}
+	actions := []string{"winback-20", "brand-story", "free-shipping"}
+	channels := []string{"web", "email", "app", ""}
+	for range r.IntN(30) {
+		c.AddContact(store.Contact{
+			Action:  actions[r.IntN(len(actions))],
+			Outcome: store.Outcome(r.IntN(5)),
+			Channel: channels[r.IntN(len(channels))],
+			At:      base - r.Int64N(int64(90*24*time.Hour)),
+		})
+	}
+	return c
+}
+
+// canon maps empty slices and maps of the event aggregates and contacts to
+// nil, which the encoding does not distinguish.
+func canon(c *store.Customer) *store.Customer {
+	c = c.Copy()
+	if len(c.Events) == 0 {
+		c.Events = nil
+	}
+	for _, s := range c.Events {
+		if len(s.Days) == 0 {
+			s.Days = nil
+		}
+		if len(s.Recent) == 0 {
+			s.Recent = nil
+		}
+	}
+	if len(c.Contacts) == 0 {
+		c.Contacts = nil
+	}
+	return c
+}
+
+func roundTrip(t *testing.T, c *store.Customer) *store.Customer {
+	t.Helper()
+	rec, err := appendCustomer([]byte("garbage to keep"), c)
+	if err != nil {
+		t.Fatalf("appendCustomer: %v", err)
+	}
+	got, err := decodeCustomer(c.ID, string(rec[len("garbage to keep"):]))
+	if err != nil {
+		t.Fatalf("decodeCustomer: %v", err)
+	}
+	return got
+}
+
+func TestCodecRoundTripRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	for i := range 2000 {
+		c := randCustomer(r, fmt.Sprintf("c-%d", i))
+		got := roundTrip(t, c)
+		if want := canon(c); !reflect.DeepEqual(got, want) {
+			t.Fatalf("customer %d: round trip changed it\ngot  %#v\nwant %#v", i, got, want)
+		}
+	}
+}
+
+func TestCodecEdgeValues(t *testing.T) {
+	f := func(name string, c *store.Customer) {
+		t.Helper()
+		if got, want := roundTrip(t, c), canon(c); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %#v; want %#v", name, got, want)
+		}
+	}
+	f("empty", &store.Customer{ID: "a"})
+	f("empty attributes", &store.Customer{ID: "a", Attributes: map[string]any{}})
+	f("extreme numbers", &store.Customer{ID: "a", Attributes: map[string]any{
+		"max": math.MaxFloat64, "min": -math.SmallestNonzeroFloat64, "negzero": math.Copysign(0, -1),
+		"big": float64(1 << 53), "empty": "", "list": []any{}, "obj": map[string]any{},
+		"prices": []any{19.99, -0.07, 0.1, 1e-7, 1250.5, float64(1<<50) - 0.5, float64(1 << 50), math.Inf(-1), 1.0 / 3},
+	}})
+	f("extreme times", &store.Customer{ID: "a",
+		Events: map[string]*store.EventStats{"x": {Count: math.MaxInt64, Sum: -1, First: math.MinInt64 / 2, Last: math.MaxInt64 / 2,
+			Days:   []store.DayBucket{{Day: math.MinInt32, Count: math.MaxUint32}, {Day: math.MaxInt32, Count: 1, Sum: 0.1}},
+			Recent: []store.Stamp{{At: math.MaxInt64 / 2, Value: 1}, {At: math.MinInt64 / 2, Value: 2}}}},
+		Contacts: []store.Contact{{Action: "a", Outcome: store.Convert, At: math.MaxInt64}, {Action: "b", Channel: "a", At: math.MinInt64}},
+	})
+}
+
+func TestCodecSize(t *testing.T) {
+	// A typical customer: a dozen attributes, three event types, twenty
+	// contacts. Its record must stay far below its JSON form.
+	c := &store.Customer{ID: "c-1042", Attributes: map[string]any{
+		"first_name": "Ana", "tier": "silver", "ltv": 1250.5, "churn_risk": 0.8,
+		"email_open_rate": 0.31, "consent": map[string]any{"email": true, "sms": false},
+		"city": "Lisbon", "complaint_open": false, "signup": "2024-03-01", "segment": "b2c",
+	}}
+	base := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	for i := range 40 {
+		at := base.Add(-time.Duration(i) * 37 * time.Hour).UnixNano()
+		c.AddEvent("view", at, 0)
+		if i%4 == 0 {
+			c.AddEvent("purchase", at, 49.99)
+		}
+		if i%10 == 0 {
+			c.AddEvent("cart", at, 82.5)
+		}
+		if i < 20 {
+			c.AddContact(store.Contact{Action: "winback-20", Channel: "web", At: at})
+		}
+	}
+	rec, err := appendCustomer(nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(c)
+	t.Logf("record %d bytes, JSON %d bytes", len(rec), len(js))
+	if len(rec)*2 > len(js) {
+		t.Errorf("record is %d bytes; want less than half of JSON's %d", len(rec), len(js))
+	}
+}
+
+func TestDecodeCorrupt(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 3))
+	var c *store.Customer
+	for c == nil || c.Attributes == nil || len(c.Events) == 0 || len(c.Contacts) == 0 {
+		c = randCustomer(r, "x")
+	}
+	rec, err := appendCustomer(nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every truncation is an error, never a panic or a silent success.
+	for n := range len(rec) {
+		if _, err := decodeCustomer("x", string(rec[:n])); err == nil {
+			t.Fatalf("decoding %d of %d bytes: no error", n, len(rec))
+		}
+	}
+	if _, err := decodeCustomer("x", string(append(rec, 0))); err == nil {
+		t.Error("trailing byte: no error")
+	}
+	bad := append([]byte{recordV1 + 1}, rec[1:]...)
+	if _, err := decodeCustomer("x", string(bad)); err == nil {
+		t.Error("unknown version: no error")
+	}
+}
+
+func FuzzDecodeCustomer(f *testing.F) {
+	r := rand.New(rand.NewPCG(4, 5))
+	for range 8 {
+		rec, err := appendCustomer(nil, randCustomer(r, "x"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(rec)
+	}
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		c, err := decodeCustomer("x", string(rec))
+		if err != nil {
+			return
+		}
+		// What decodes re-encodes to something that decodes the same.
+		again, err := appendCustomer(nil, c)
+		if err != nil {
+			t.Fatalf("re-encoding: %v", err)
+		}
+		c2, err := decodeCustomer("x", string(again))
+		if err != nil {
+			t.Fatalf("decoding the re-encoding: %v", err)
+		}
+		if !containsNaN(c) && !reflect.DeepEqual(canon(c), canon(c2)) {
+			t.Fatalf("re-encoding changed the customer")
+		}
+	})
+}
+
+func containsNaN(c *store.Customer) bool {
+	var walk func(v any) bool
+	walk = func(v any) bool {
+		switch v := v.(type) {
+		case float64:
+			return math.IsNaN(v)
+		case []any:
+			for _, e := range v {
+				if walk(e) {
+					return true
+				}
+			}
+		case map[string]any:
+			for _, e := range v {
+				if walk(e) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if walk(c.Attributes) {
+		return true
+	}
+	for _, s := range c.Events {
+		if math.IsNaN(s.Sum) {
+			return true
+		}
+		for _, d := range s.Days {
+			if math.IsNaN(d.Sum) {
+				return true
+			}
+		}
+		for _, st := range s.Recent {
+			if math.IsNaN(st.Value) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func TestNormalize(t *testing.T) {
+	in := map[string]any{"a": 1, "b": map[string]any{"c": int64(2), "d": []any{uint8(3), "x"}}, "e": 1.5, "f": json.Number("7")}
+	got, err := normalize(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"a": 1.0, "b": map[string]any{"c": 2.0, "d": []any{3.0, "x"}}, "e": 1.5, "f": 7.0}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %#v; want %#v", got, want)
+	}
+	if _, ok := in["a"].(int); !ok {
+		t.Error("normalize modified its input")
+	}
+	// Already JSON: the same map, not a copy.
+	js := map[string]any{"a": 1.0, "b": []any{"x", nil, true}}
+	if got, _ := normalize(js); reflect.ValueOf(got).Pointer() != reflect.ValueOf(js).Pointer() {
+		t.Error("normalize copied a JSON map")
+	}
+	if _, err := normalize(map[string]any{"nan": math.NaN()}); err == nil {
+		t.Error("NaN: no error")
+	}
+	if _, err := normalize(map[string]any{"ch": make(chan int)}); err == nil {
+		t.Error("channel: no error")
+	}
+}
+
+func TestStatsCodec(t *testing.T) {
+	stats := map[string]*store.ActionStats{
+		"a": {Counters: store.Counters{Served: 10, Click: 3, Accept: 1, Dismiss: 2, Convert: 1, Holdout: 4, Value: 99.5}},
+		"b": {Counters: store.Counters{Served: 1}, Variants: map[string]*store.Counters{
+			"x": {Served: 1, Value: -1}, "control": {Holdout: 7},
+		}},
+	}
+	got, err := decodeStats(string(appendStats(nil, stats)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, stats) {
+		t.Errorf("got %#v; want %#v", got, stats)
+	}
+	if _, err := decodeStats(string(appendStats(nil, stats)[:10])); err == nil {
+		t.Error("truncated: no error")
+	}
+}
+
+func TestServeLog(t *testing.T) {
+	base := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) int64 { return base.Add(d).UnixNano() }
+	var l serveLog
+	// One serve at 00:00:30, two at 10:15:10, one every hour of the 40
+	// days before base (older ones lose minute detail).
+	l.add(at(30*time.Second), 1)
+	l.add(at(10*time.Hour+15*time.Minute+10*time.Second), 1)
+	l.add(at(10*time.Hour+15*time.Minute+50*time.Second), 1)
+	for h := 1; h <= 40*24; h++ {
+		l.add(at(-time.Duration(h)*time.Hour+5*time.Minute), 1)
+	}
+	f := func(since time.Duration, want int64) {
+		t.Helper()
+		if got := l.since(at(since)); got != want {
+			t.Errorf("since %v: got %d; want %d", since, got, want)
+		}
+	}
+	f(10*time.Hour+16*time.Minute, 0)
+	f(10*time.Hour+15*time.Minute+55*time.Second, 2) // the minute holding since counts fully
+	f(10*time.Hour+15*time.Minute, 2)
+	f(10*time.Hour+14*time.Minute, 2)
+	f(time.Minute, 2)
+	f(0, 3)
+	f(-time.Hour+6*time.Minute, 3)      // minutes still kept 11h before the latest
+	f(-time.Hour+5*time.Minute, 4)      //
+	f(-30*time.Hour+10*time.Minute, 33) // beyond 25 hours the whole hour counts
+	f(-40*24*time.Hour, 3+40*24)
+	f(-100*24*time.Hour, 3+40*24)
+
+	// A serve 100 days later drops everything older than the kept days.
+	l.add(at(100*24*time.Hour), 1)
+	f(-100*24*time.Hour, 1)
+	if !l.pruned {
+		t.Error("pruned not set")
+	}
+}

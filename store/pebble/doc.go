@@ -1,0 +1,75 @@
+// Package pebblestore is the durable store.Store: customer records in
+// Pebble (github.com/cockroachdb/pebble/v2) behind a cache of decoded
+// customers (github.com/dgraph-io/ristretto/v2), with the statistics and
+// budget counters in memory and persisted in the background.
+//
+// # Records
+//
+// Each customer is one Pebble value under 'c' + id, in a compact binary
+// encoding with a version byte (codec.go). A decision for a customer reads
+// one record, so a cache miss costs one point read and one decode.
+//
+// # Durability
+//
+// Events, attribute writes and deletes are committed with pebble.Sync
+// before they are acknowledged; an AddEvents call for many customers is one
+// batch, all or nothing. Concurrent synced commits share fsyncs through
+// Pebble's group commit; the stripe locks are released before waiting for
+// the fsync so that writes to the same customer share them too. Record
+// (contacts) and Import commit with pebble.NoSync; a background loop syncs
+// the write-ahead log every SyncInterval when anything was written since
+// its last sync, and persists the in-memory statistics in the same synced
+// batch. Close does both one last time.
+//
+// # Writes and the cache
+//
+// A write to a customer is a read-modify-write under one of 4096 stripe
+// locks picked by a hash of the id: it reads the current customer (from the
+// cache or Pebble), applies the change to a copy (Customer.Copy; the cached
+// value is shared with readers and never mutated), commits, then publishes
+// the copy to the cache, all under the lock. A write for many customers
+// locks their stripes in ascending order, once each, so writers cannot
+// deadlock. Two writes to one customer are thus serialized and neither is
+// lost.
+//
+// The cache maps an id to an *entry, a holder whose atomic pointer is the
+// current customer (nil: known not to exist). A write to a cached customer
+// stores the new value into the entry in place: readers see it at once,
+// without going through ristretto's asynchronous Set.
+//
+// Ristretto's quirks, as in v2.4.2 (cache.go, store.go, policy.go):
+//
+//   - Set of a key that is not stored is asynchronous: it queues an item
+//     on setBuf that the processItems goroutine applies later, or drops it
+//     when setBuf is full, or the admission policy rejects it. Set of a
+//     stored key replaces the value synchronously (storedItems.Update).
+//   - The policy ignores a queued new item whose key it already tracks
+//     (policy.Add → updateIfHas), so a second pending Set of one key is lost
+//     while the first, older value is applied.
+//   - Del removes the stored value at once and queues a deletion behind the
+//     pending items, so a Set queued before the Del, applied after it, makes
+//     the old value visible again until the deletion is processed.
+//   - Wait returns once every item queued before it has been applied.
+//
+// So a value queued by a cache fill could otherwise surface after a later
+// write, even if only briefly. The invariant that rules this out: every
+// cache operation on an id other than Get happens under the id's stripe
+// lock, and before concluding that an id is not cached, the lock holder
+// calls Wait (loadLocked). After Wait, nothing is pending for the id (only
+// lock holders queue items for it), so what Get sees is the truth: either
+// the entry, which the holder then updates in place, or nothing, and then
+// the holder queues a new entry with the current value (which may still be
+// dropped or rejected: the next reader reloads from Pebble). At most one
+// new entry is ever pending per id, and never while another is stored. An
+// eviction only removes an entry: a later reader reloads from Pebble, which
+// every write reaches before it touches the cache. Hits, the hot path, take
+// no lock and do not allocate.
+//
+// Wait is a round trip to ristretto's goroutine, paid only on a miss, once
+// per write call (AddEvents waits once for all its customers).
+//
+// # Statistics and budgets
+//
+// See stats.go for the layout and the budget resolution (per minute within
+// a day of the latest serve, per hour back to MaxDays days).
+package pebblestore
