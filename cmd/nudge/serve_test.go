@@ -440,3 +440,48 @@ func TestLiveReload(t *testing.T) {
 		t.Errorf("version %s after a failing test; want %s kept", v, v1)
 	}
 }
+
+// TestConcurrentWritesOverHTTP: 20 clients × 50 events for one customer
+// give exactly 1,000; concurrent PATCHes of different keys all survive.
+func TestConcurrentWritesOverHTTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers")
+	}
+	c := startServe(t, copyDemoRules(t), t.TempDir())
+	defer func() { _ = c.cmd.Process.Kill(); _ = c.cmd.Wait() }()
+	var wg sync.WaitGroup
+	var failed sync.Map
+	for w := range 20 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				if !post(c.url("/v1/events"), `{"customer_id":"busy","type":"page_view"}`, 202) {
+					failed.Store("event", true)
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("PATCH", c.url("/v1/customers/busy"), strings.NewReader(fmt.Sprintf(`{"k%02d": %d}`, w, w)))
+			req.Header.Set("Content-Type", "application/merge-patch+json")
+			resp, err := client.Do(req)
+			if err != nil || resp.StatusCode != 200 {
+				failed.Store("patch", true)
+				return
+			}
+			resp.Body.Close()
+		}()
+	}
+	wg.Wait()
+	failed.Range(func(k, _ any) bool { t.Errorf("a %s request failed", k); return true })
+	_, v := getCustomer(t, c, "busy")
+	if got := v.Events["page_view"].Count; got != 1000 {
+		t.Errorf("%d page_view events; want exactly 1000", got)
+	}
+	for w := range 20 {
+		if got, ok := v.Attributes[fmt.Sprintf("k%02d", w)].(float64); !ok || int(got) != w {
+			t.Errorf("attribute k%02d = %v; want %d", w, v.Attributes[fmt.Sprintf("k%02d", w)], w)
+		}
+	}
+}
