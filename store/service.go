@@ -113,3 +113,38 @@ func MergePatch(target, patch map[string]any) map[string]any {
 	}
 	return out
 }
+
+// CountStat adds one delta to the per-action statistics in m.
+func CountStat(m map[string]*ActionStats, d StatDelta) {
+	st := m[d.Action]
+	if st == nil {
+		st = &ActionStats{}
+		m[d.Action] = st
+	}
+	st.Add(d.Outcome, d.Value)
+	if d.Variant == "" {
+		return
+	}
+	if st.Variants == nil {
+		st.Variants = map[string]*Counters{}
+	}
+	v := st.Variants[d.Variant]
+	if v == nil {
+		v = &Counters{}
+		st.Variants[d.Variant] = v
+	}
+	v.Add(d.Outcome, d.Value)
+}
+
+// Clone returns a deep copy of s.
+func (s *ActionStats) Clone() *ActionStats {
+	cp := &ActionStats{Counters: s.Counters}
+	if s.Variants != nil {
+		cp.Variants = make(map[string]*Counters, len(s.Variants))
+		for name, c := range s.Variants {
+			cc := *c
+			cp.Variants[name] = &cc
+		}
+	}
+	return cp
+}

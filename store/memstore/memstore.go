@@ -110,23 +110,7 @@ func (s *Store) Record(id string, contacts []store.Contact, stats []store.StatDe
 		})
 	}
 	for _, d := range stats {
-		st := s.stats[d.Action]
-		if st == nil {
-			st = &store.ActionStats{}
-			s.stats[d.Action] = st
-		}
-		st.Add(d.Outcome, d.Value)
-		if d.Variant != "" {
-			if st.Variants == nil {
-				st.Variants = map[string]*store.Counters{}
-			}
-			v := st.Variants[d.Variant]
-			if v == nil {
-				v = &store.Counters{}
-				st.Variants[d.Variant] = v
-			}
-			v.Add(d.Outcome, d.Value)
-		}
+		store.CountStat(s.stats, d)
 		if d.Outcome == store.Served {
 			s.addServed(d.Action, d.At)
 		}
@@ -185,15 +169,7 @@ func (s *Store) Stats() (time.Time, map[string]*store.ActionStats) {
 	defer s.mu.RUnlock()
 	out := make(map[string]*store.ActionStats, len(s.stats))
 	for id, st := range s.stats {
-		cp := &store.ActionStats{Counters: st.Counters}
-		if st.Variants != nil {
-			cp.Variants = map[string]*store.Counters{}
-			for v, c := range st.Variants {
-				cc := *c
-				cp.Variants[v] = &cc
-			}
-		}
-		out[id] = cp
+		out[id] = st.Clone()
 	}
 	return s.since, out
 }

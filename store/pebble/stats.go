@@ -185,23 +185,7 @@ func (c *counters) record(deltas []store.StatDelta) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, d := range deltas {
-		st := c.stats[d.Action]
-		if st == nil {
-			st = &store.ActionStats{}
-			c.stats[d.Action] = st
-		}
-		st.Add(d.Outcome, d.Value)
-		if d.Variant != "" {
-			if st.Variants == nil {
-				st.Variants = map[string]*store.Counters{}
-			}
-			v := st.Variants[d.Variant]
-			if v == nil {
-				v = &store.Counters{}
-				st.Variants[d.Variant] = v
-			}
-			v.Add(d.Outcome, d.Value)
-		}
+		store.CountStat(c.stats, d)
 		if d.Outcome == store.Served {
 			l := c.serves[d.Action]
 			if l == nil {
@@ -237,15 +221,7 @@ func (c *counters) copyStats() map[string]*store.ActionStats {
 	defer c.mu.RUnlock()
 	out := make(map[string]*store.ActionStats, len(c.stats))
 	for id, st := range c.stats {
-		cp := &store.ActionStats{Counters: st.Counters}
-		if st.Variants != nil {
-			cp.Variants = make(map[string]*store.Counters, len(st.Variants))
-			for v, vc := range st.Variants {
-				cc := *vc
-				cp.Variants[v] = &cc
-			}
-		}
-		out[id] = cp
+		out[id] = st.Clone()
 	}
 	return out
 }
