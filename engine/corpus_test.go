@@ -63,6 +63,10 @@ type corpusCase struct {
 	Explain    []wantExplain         `yaml:"explain"`
 	Holdouts   []string              `yaml:"holdouts"`
 	RuleErrors map[string]uint64     `yaml:"rule_errors"`
+	// Deadline is "expired" (a Request.Deadline already past when Decide
+	// starts) or a duration from the start ("1h"); empty: none.
+	Deadline string `yaml:"deadline"`
+	Degraded bool   `yaml:"degraded"`
 }
 
 type wantItem struct {
@@ -225,6 +229,17 @@ func runCase(t *testing.T, rs *rules.Ruleset, c corpusCase) {
 			Seed:       c.Seed,
 			Explain:    explain,
 		}
+		switch c.Deadline {
+		case "":
+		case "expired":
+			req.Deadline = time.Now().Add(-time.Millisecond)
+		default:
+			d, err := time.ParseDuration(c.Deadline)
+			if err != nil {
+				t.Fatalf("bad deadline %q: %v", c.Deadline, err)
+			}
+			req.Deadline = time.Now().Add(d)
+		}
 		var d engine.Decision
 		if err := eng.Decide(rs, src, req, &d); err != nil {
 			t.Fatal(err)
@@ -249,6 +264,12 @@ func runCase(t *testing.T, rs *rules.Ruleset, c corpusCase) {
 func checkDecision(t *testing.T, c corpusCase, d *engine.Decision, explain bool) {
 	t.Helper()
 	mode := map[bool]string{false: "", true: " (explain)"}[explain]
+	if d.Degraded != c.Degraded {
+		t.Errorf("degraded%s: got %v; want %v", mode, d.Degraded, c.Degraded)
+	}
+	if d.Degraded && len(d.Explain) != 0 {
+		t.Errorf("a degraded decision explains %d candidates; want none", len(d.Explain))
+	}
 	if len(d.Placements) != len(c.Request.Placements) {
 		t.Fatalf("%d placements decided; want %d", len(d.Placements), len(c.Request.Placements))
 	}

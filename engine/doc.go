@@ -34,6 +34,20 @@
 // rendering the content of returned actions, and the explanation when asked
 // for. A Decision can be reused across calls.
 //
+// # Deadline
+//
+// Request.Deadline is a latency budget for the evaluation. Decide reads
+// the clock before each placement and every 16 candidates (never per
+// candidate: a clock read costs about as much as a cheap candidate), so
+// a decision overruns its deadline by at most the cost of 16 candidates
+// and whatever one expression costs: a running expression is never
+// interrupted. Once the deadline has passed, nothing evaluated so far is
+// kept: every placement answers only its fallback (with the usual
+// fallback rules: taken once per request, and only on a channel that can
+// carry it), Decision.Degraded is set, and there are no explain entries
+// and no holdouts. A partial ranking would not be the one the rules ask
+// for; the fallback is what the rules name for "nothing better".
+//
 // # Errors
 //
 // A runtime error inside an expression never fails a decision: the

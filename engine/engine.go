@@ -76,8 +76,16 @@ type Request struct {
 	// Explaining evaluates every candidate, so it is slower.
 	Explain bool
 	// Customer, when set, is used instead of Source.Customer (simulate,
-	// rule tests).
+	// rule tests, and the server, which loads the customer itself so that
+	// Deadline covers the evaluation only).
 	Customer *store.Customer
+	// Deadline, when not zero, is the latency budget of the evaluation:
+	// Decide compares the clock with it before each placement and every
+	// 16 candidates, and once it has passed stops and answers the
+	// placements' fallbacks with Decision.Degraded set. One expression is
+	// never interrupted, so a decision may overrun the deadline by the
+	// cost of 16 candidates. Zero: no deadline.
+	Deadline time.Time
 }
 
 // Decision is the answer to a Request. Reuse one across calls to save
@@ -88,6 +96,10 @@ type Decision struct {
 	// Holdouts lists the actions a customer was held out of by an
 	// experiment (counted as holdout in stats).
 	Holdouts []Holdout
+	// Degraded reports that Request.Deadline passed during the
+	// evaluation: every placement holds only its fallback (if any), and
+	// Explain and Holdouts are empty.
+	Degraded bool
 }
 
 // PlacementResult holds the items decided for one placement.
@@ -134,6 +146,7 @@ func (d *Decision) reset() {
 	d.Placements = d.Placements[:0]
 	d.Explain = d.Explain[:0]
 	d.Holdouts = d.Holdouts[:0]
+	d.Degraded = false
 }
 
 // ErrCustomer wraps a failure to read the customer's context.
@@ -154,7 +167,13 @@ func (e *Engine) Decide(rs *rules.Ruleset, src Source, req *Request, d *Decision
 	st.begin(e, rs, src, req, cust)
 	d.reset()
 	for _, name := range req.Placements {
+		if st.late() {
+			break
+		}
 		st.decidePlacement(name, d)
+	}
+	if st.expired {
+		st.degrade(d)
 	}
 	st.end()
 	e.pool.Put(st)
@@ -244,7 +263,18 @@ type state struct {
 
 	pcg rand.PCG
 	rng *rand.Rand
+
+	// The deadline (Request.Deadline): checked before each placement and
+	// every deadlineEvery candidates, counted by evals.
+	hasDeadline bool
+	expired     bool
+	evals       uint32
 }
+
+// deadlineEvery is how many candidates are evaluated between two looks at
+// the clock: reading it costs tens of nanoseconds, a candidate about as
+// much, so the check stays a small fraction of the work.
+const deadlineEvery = 16
 
 type rankedChannel struct {
 	id    string
@@ -282,6 +312,34 @@ func (st *state) begin(e *Engine, rs *rules.Ruleset, src Source, req *Request, c
 	}
 	st.chanDone = false
 	st.chosen = st.chosen[:0]
+	st.hasDeadline, st.expired, st.evals = !req.Deadline.IsZero(), false, 0
+}
+
+// late reports, and remembers, whether the deadline has passed.
+func (st *state) late() bool {
+	if !st.expired && st.hasDeadline && !time.Now().Before(st.req.Deadline) {
+		st.expired = true
+	}
+	return st.expired
+}
+
+// degrade replaces what was decided before the deadline passed with the
+// placements' fallbacks: a partial decision (some placements evaluated,
+// others not, a tier cut in the middle) would not be the ranking the
+// rules ask for, while a fallback is what the rules name for "nothing
+// better".
+func (st *state) degrade(d *Decision) {
+	d.reset()
+	d.Degraded = true
+	clear(st.chosen)
+	st.chosen = st.chosen[:0]
+	for _, name := range st.req.Placements {
+		res := st.placementSlot(name, d)
+		if p := st.rs.Placements[name]; p != nil && p.Fallback != nil {
+			st.fallback(p, res, d)
+		}
+	}
+	d.Explain = d.Explain[:0] // fallback() adds entries; a degraded decision explains nothing
 }
 
 func resize(s []uint8, n int) []uint8 {
@@ -374,8 +432,9 @@ func (st *state) number(x *rules.Expr) float64 {
 	return f
 }
 
-func (st *state) decidePlacement(name string, d *Decision) {
-	// Reuse the slot (and its Items) of an earlier decision into d.
+// placementSlot appends the result of placement name to d, reusing the
+// slot (and its Items) of an earlier decision into d.
+func (st *state) placementSlot(name string, d *Decision) *PlacementResult {
 	if len(d.Placements) < cap(d.Placements) {
 		d.Placements = d.Placements[:len(d.Placements)+1]
 	} else {
@@ -383,6 +442,11 @@ func (st *state) decidePlacement(name string, d *Decision) {
 	}
 	res := &d.Placements[len(d.Placements)-1]
 	res.Name, res.Items = name, res.Items[:0]
+	return res
+}
+
+func (st *state) decidePlacement(name string, d *Decision) {
+	res := st.placementSlot(name, d)
 	p := st.rs.Placements[name]
 	if p == nil {
 		return
@@ -401,6 +465,11 @@ func (st *state) decidePlacement(name string, d *Decision) {
 		}
 		st.elig = st.elig[:0]
 		for _, a := range cands[start:end] {
+			if st.hasDeadline {
+				if st.evals++; st.evals%deadlineEvery == 0 && st.late() {
+					return // Decide degrades the whole decision
+				}
+			}
 			ch, why := st.check(a)
 			ex := -1
 			if explain {

@@ -103,6 +103,12 @@ actions:
 // cost is per decision, not per candidate). (Scores
 // here are constants, so expr does not box intermediate numbers.)
 func TestNoAllocationPerCandidate(t *testing.T) {
+	for _, deadline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deadline=%v", deadline), func(t *testing.T) { testNoAllocationPerCandidate(t, deadline) })
+	}
+}
+
+func testNoAllocationPerCandidate(t *testing.T, deadline bool) {
 	allocs := func(actions int) float64 {
 		files := workload.Ruleset(workload.RulesetSpec{Actions: actions, Segments: 50, Placements: 2, Seed: 3, ConstantScores: true})
 		rs, err := rules.Compile(files)
@@ -114,10 +120,17 @@ func TestNoAllocationPerCandidate(t *testing.T) {
 		src.Put(c)
 		eng := engine.New(engine.Options{})
 		req := &engine.Request{CustomerID: c.ID, Placements: []string{"p00", "p01"}, Channel: "web", Now: benchNow}
+		if deadline {
+			// Checked, never reached: the check itself must not allocate.
+			req.Deadline = time.Now().Add(time.Hour)
+		}
 		var d engine.Decision
 		return testing.AllocsPerRun(200, func() {
 			if err := eng.Decide(rs, src, req, &d); err != nil {
 				t.Fatal(err)
+			}
+			if d.Degraded {
+				t.Fatal("degraded decision")
 			}
 		})
 	}
@@ -125,6 +138,50 @@ func TestNoAllocationPerCandidate(t *testing.T) {
 	t.Logf("allocations per decision: %.0f with 1000 actions, %.0f with 4000", small, large)
 	if large > small+2 {
 		t.Errorf("%.0f allocations per decision with 4000 actions, %.0f with 1000: the engine allocates per candidate", large, small)
+	}
+}
+
+// A deadline that passes in the middle of the evaluation stops it: the
+// decision is degraded and answered long before a full evaluation would
+// have been. The candidates are deliberately slow (a loop in every
+// condition), so the times compared are large against the clock checks.
+func TestDeadlineStopsEvaluation(t *testing.T) {
+	src := "actions:\n"
+	for i := range 128 {
+		src += fmt.Sprintf("  - {id: a%03d, placements: [p], when: 'all(1..int(context.n), # > 0) and context.never == true'}\n", i)
+	}
+	src += "  - {id: fb, kind: message}\nplacements:\n  p: {fallback: fb}\n"
+	rs := compileFiles(t, map[string]string{"r.yaml": src})
+	eng := engine.New(engine.Options{})
+	mem := memstore.New()
+	decide := func(deadline time.Duration) (time.Duration, *engine.Decision) {
+		req := &engine.Request{CustomerID: "c", Placements: []string{"p"}, Channel: "web", Now: benchNow, Context: map[string]any{"n": 3000.0}}
+		start := time.Now()
+		if deadline > 0 {
+			req.Deadline = start.Add(deadline)
+		}
+		var d engine.Decision
+		if err := eng.Decide(rs, mem, req, &d); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start), &d
+	}
+	full, d := decide(0)
+	if d.Degraded || len(d.Placements[0].Items) != 1 || !d.Placements[0].Items[0].Fallback {
+		t.Fatalf("without a deadline: degraded %v, items %+v; want the fallback, not degraded", d.Degraded, d.Placements[0].Items)
+	}
+	// 16 candidates are an eighth of the placement: a deadline at a
+	// sixteenth of the full time must stop well before the end.
+	took, d := decide(full / 16)
+	t.Logf("full evaluation %v; with a deadline of %v: %v", full, full/16, took)
+	if !d.Degraded {
+		t.Fatalf("deadline %v passed (evaluation took %v) but the decision is not degraded", full/16, took)
+	}
+	if it := d.Placements[0].Items; len(it) != 1 || it[0].Action.ID != "fb" || !it[0].Fallback {
+		t.Errorf("degraded items %+v; want the fallback fb", it)
+	}
+	if took > full/2 {
+		t.Errorf("a deadline of %v took %v, the full evaluation %v: the evaluation did not stop", full/16, took, full)
 	}
 }
 

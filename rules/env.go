@@ -191,11 +191,17 @@ func (noFuncs) Propensity() float64                        { return 0 }
 
 // Options shared by every compile: rules use the variable now, which the
 // caller fixes, not the builtin now() that reads the wall clock; count and
-// sum are the rule functions, not expr's builtins of those names.
+// sum are the rule functions, not expr's builtins of those names;
+// timezone(name) would make the process read the system time-zone
+// database (a file) on a rule's behalf, so it is gone too (and date()
+// with a zone name is refused by exprChecker). What remains of expr's
+// builtins computes on its arguments only: no files, network, process
+// environment or clock.
 var commonOptions = []expr.Option{
 	expr.DisableBuiltin("now"),
 	expr.DisableBuiltin("count"),
 	expr.DisableBuiltin("sum"),
+	expr.DisableBuiltin("timezone"),
 }
 
 func isRuleFunction(name string) bool {

@@ -43,6 +43,7 @@ type simulateBody struct {
 // Decision and the response buffer are reused across requests.
 type decideCall struct {
 	body       decideBody
+	unknown    store.Customer // the context of a customer the store does not know
 	req        engine.Request
 	dec        engine.Decision
 	placements []string
@@ -53,6 +54,7 @@ func (c *decideCall) reset() {
 	clear(c.body.Placements)
 	c.body = decideBody{Placements: c.body.Placements[:0]} // json reuses the array
 	c.req = engine.Request{}
+	c.unknown = store.Customer{}
 	clear(c.placements)
 	c.placements = c.placements[:0]
 	// Drop what the decision references (actions, content) so the pool
@@ -96,13 +98,30 @@ func (s *Server) handleDecide(ctx *fasthttp.RequestCtx) error {
 	if rs == nil {
 		return errNoRuleset
 	}
-	now := s.opts.Now()
-	c.req.Now, c.req.Seed = now, rand.Uint64()
-	if err := s.eng.Decide(rs, s.st, &c.req, &c.dec); err != nil {
+	// The customer is read here, not by the engine, so that the latency
+	// budget covers the evaluation only: a read that waits on the disk
+	// must not turn into fallbacks once it has paid.
+	cust, err := s.st.Customer(c.req.CustomerID)
+	if err != nil {
 		// A storefront calls decide on every page: a store failure must
 		// not break the page, so it is 503 (retry, show the default)
 		// and never a decision made without the customer's history.
 		return s.storeFailed("read customer", err)
+	}
+	if cust == nil {
+		c.unknown.ID = c.req.CustomerID
+		cust = &c.unknown
+	}
+	now := s.opts.Now()
+	c.req.Now, c.req.Seed, c.req.Customer = now, rand.Uint64(), cust
+	if s.opts.DecideTimeout > 0 {
+		c.req.Deadline = time.Now().Add(s.opts.DecideTimeout)
+	}
+	if err := s.eng.Decide(rs, s.st, &c.req, &c.dec); err != nil {
+		return s.storeFailed("decide", err)
+	}
+	if c.dec.Degraded {
+		s.m.degraded.Inc()
 	}
 	s.record(c.req.CustomerID, &c.dec, now.UnixNano())
 	for i := range c.dec.Placements {
@@ -256,6 +275,9 @@ func appendDecision(b []byte, req *engine.Request, d *engine.Decision, rs *rules
 	b = appendString(b, req.CustomerID)
 	b = append(b, `,"ruleset":`...)
 	b = appendString(b, rs.Version)
+	if d.Degraded {
+		b = append(b, `,"degraded":true`...)
+	}
 	b = append(b, `,"placements":{`...)
 	for i := range d.Placements {
 		p := &d.Placements[i]

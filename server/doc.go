@@ -22,6 +22,27 @@
 // Options.MaxBodyBytes 413, and more than Options.MaxInFlight requests at
 // once 503 with Retry-After: 1 (probes and metrics exempt).
 //
+// # Overload and slow clients
+//
+// MaxInFlight is a counter, not a queue: a request over it is answered
+// 503 at once, before its body is decoded, so the work in progress (and
+// the memory it holds) is bounded by MaxInFlight requests and admitted
+// requests are not slowed by the excess. A client that sends its request
+// slowly is cut when ReadTimeout passes since its first byte (fasthttp
+// sets one deadline for the whole request, headers and body); an idle
+// keep-alive connection when IdleTimeout passes. Connections waiting to
+// be read hold no in-flight slot.
+//
+// # Latency budget
+//
+// Decide reads the customer, then gives the engine a deadline of
+// Options.DecideTimeout (engine.Request.Deadline). A decision over it
+// answers every placement's fallback with "degraded": true at the top of
+// the response, counted in nudge_decide_degraded_total; the served
+// fallbacks are recorded as usual. The read is outside the budget: a
+// read that waited on the disk has paid already, and a decision for the
+// customer costs little next to it. Simulate has no budget.
+//
 // # Errors
 //
 // Every handler returns an error; writeError is the only place that turns

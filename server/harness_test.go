@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -348,3 +350,81 @@ func (s *hookStore) Record(id string, c []store.Contact, d []store.StatDelta) er
 }
 
 var errDisk = errors.New("disk on fire")
+
+// checkStore wraps a memstore and watches what reaches it: it counts the
+// writes, and records every invalid id or event type a write carries (the
+// server must validate everything before the store sees it). Between two
+// requests it can be emptied (reset), so a long fuzz run does not grow.
+type checkStore struct {
+	*memstore.Store
+	writes atomic.Int64
+	events atomic.Int64 // events stored
+	mu     sync.Mutex
+	bad    []string
+}
+
+func newCheckStore() *checkStore { return &checkStore{Store: memstore.New()} }
+
+// reset empties the store and its counts; not safe while requests run.
+func (s *checkStore) reset() {
+	s.Store = memstore.New()
+	s.writes.Store(0)
+	s.events.Store(0)
+	s.bad = nil
+}
+
+func (s *checkStore) badWrites() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.bad)
+}
+
+func (s *checkStore) write(ids ...string) {
+	s.writes.Add(1)
+	for _, id := range ids {
+		if err := store.ValidateID(id); err != nil {
+			s.mu.Lock()
+			s.bad = append(s.bad, fmt.Sprintf("id %q: %v", id, err))
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *checkStore) PutAttributes(id string, attrs map[string]any) error {
+	s.write(id)
+	return s.Store.PutAttributes(id, attrs)
+}
+
+func (s *checkStore) PatchAttributes(id string, patch map[string]any) (map[string]any, error) {
+	s.write(id)
+	return s.Store.PatchAttributes(id, patch)
+}
+
+func (s *checkStore) Delete(id string) (bool, error) {
+	s.write(id)
+	return s.Store.Delete(id)
+}
+
+func (s *checkStore) AddEvents(events []store.Event) error {
+	s.events.Add(int64(len(events)))
+	ids := make([]string, 0, len(events))
+	for _, e := range events {
+		ids = append(ids, e.CustomerID)
+		if err := store.ValidateEventType(e.Type); err != nil {
+			s.mu.Lock()
+			s.bad = append(s.bad, fmt.Sprintf("event type %q: %v", e.Type, err))
+			s.mu.Unlock()
+		}
+	}
+	s.write(ids...)
+	return s.Store.AddEvents(events)
+}
+
+func (s *checkStore) Record(id string, contacts []store.Contact, stats []store.StatDelta) error {
+	ids := []string{id}
+	for _, c := range contacts {
+		ids = append(ids, c.Action)
+	}
+	s.write(ids...)
+	return s.Store.Record(id, contacts, stats)
+}

@@ -26,6 +26,7 @@ type metrics struct {
 	panics        prometheus.Counter
 	rejected      prometheus.Counter
 	recordErrors  prometheus.Counter
+	degraded      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
@@ -78,13 +79,17 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		Name: "nudge_record_errors_total",
 		Help: "Decisions whose served contacts could not be recorded (the decision was still answered).",
 	})
+	m.degraded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nudge_decide_degraded_total",
+		Help: "Decisions that exceeded the decide timeout and answered the placements' fallbacks.",
+	})
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "nudge_http_inflight_requests",
 		Help: "Requests being handled.",
 	}, func() float64 { return float64(s.inflight.Load()) })
 
 	cs := []prometheus.Collector{requests, m.errors, m.decideSeconds, m.decisions, reloads, m.events,
-		m.feedback, m.panics, m.rejected, m.recordErrors, inflight, &ruleErrors{src: s.src}}
+		m.feedback, m.panics, m.rejected, m.recordErrors, m.degraded, inflight, &ruleErrors{src: s.src}}
 	if c, ok := s.st.(CacheStatser); ok {
 		cs = append(cs,
 			prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -56,6 +56,14 @@ type Options struct {
 	// answered 503 with Retry-After: 1 (health and metrics are exempt).
 	// Default: 1024.
 	MaxInFlight int
+	// DecideTimeout is the latency budget of a decision's evaluation,
+	// counted from when the customer has been read: a decision that would
+	// take longer answers every placement's fallback, with "degraded":
+	// true, and is counted in nudge_decide_degraded_total (see
+	// engine.Request.Deadline). The customer read itself is not
+	// interrupted. Simulate has no budget. Negative: no budget.
+	// Default: 50ms.
+	DecideTimeout time.Duration
 
 	// Logger receives the server's logs and fasthttp's (at debug level).
 	// Attribute values are never logged at info level or above.
@@ -82,6 +90,7 @@ const (
 	DefaultWriteTimeout   = 10 * time.Second
 	DefaultIdleTimeout    = 60 * time.Second
 	DefaultMaxInFlight    = 1024
+	DefaultDecideTimeout  = 50 * time.Millisecond
 )
 
 // EnsureDefaults fills the zero fields with their defaults.
@@ -96,6 +105,7 @@ func (o *Options) EnsureDefaults() {
 	setDefault(&o.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&o.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&o.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&o.DecideTimeout, DefaultDecideTimeout)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

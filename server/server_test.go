@@ -789,7 +789,7 @@ func TestOptions(t *testing.T) {
 	o.EnsureDefaults()
 	if o.MaxBodyBytes != 1<<20 || o.MaxDepth != 64 || o.MaxStringBytes != 64<<10 || o.MaxPlacements != 32 ||
 		o.MaxBatch != 1000 || o.ReadTimeout != 10*time.Second || o.IdleTimeout != time.Minute || o.MaxInFlight != 1024 ||
-		o.Now == nil || o.IsLoopback == nil {
+		o.DecideTimeout != 50*time.Millisecond || o.Now == nil || o.IsLoopback == nil {
 		t.Errorf("defaults: %+v", o)
 	}
 	if err := o.Validate(); err != nil {

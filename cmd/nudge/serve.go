@@ -46,6 +46,7 @@ type serveConfig struct {
 	readTimeout, idleTimeout time.Duration
 	writeTimeout             time.Duration
 	shutdownTimeout          time.Duration
+	decideTimeout            time.Duration
 }
 
 func runServe(args []string, stderr io.Writer) int {
@@ -66,6 +67,8 @@ func runServe(args []string, stderr io.Writer) int {
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "time to write a response")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "how long an idle keep-alive connection is kept")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight requests")
+	fs.DurationVar(&c.decideTimeout, "decide-timeout", server.DefaultDecideTimeout,
+		"latency budget of a decision's evaluation; over it, the placements' fallbacks are answered with \"degraded\": true (0: no budget)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -132,6 +135,10 @@ func serve(c serveConfig, log zerolog.Logger) error {
 		WriteTimeout: c.writeTimeout,
 		IdleTimeout:  c.idleTimeout,
 		Logger:       log,
+	}
+	opts.DecideTimeout = c.decideTimeout
+	if c.decideTimeout <= 0 {
+		opts.DecideTimeout = -1 // server.Options: negative is no budget, zero the default
 	}
 	if c.cors != "" {
 		for _, o := range strings.Split(c.cors, ",") {

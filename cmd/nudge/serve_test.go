@@ -41,7 +41,14 @@ type child struct {
 // it serves.
 func startServe(t *testing.T, rulesDir, dataDir string, env ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--addr", "127.0.0.1:0", "--rules", rulesDir, "--data", dataDir, "--cache-mb", "8")
+	return startServeArgs(t, []string{"--rules", rulesDir, "--data", dataDir}, env...)
+}
+
+// startServeArgs starts nudge serve with args (besides --addr and
+// --cache-mb) and the environment additions env.
+func startServeArgs(t *testing.T, args []string, env ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--addr", "127.0.0.1:0", "--cache-mb", "8"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "NUDGE_TEST_MAIN=1"), env...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
