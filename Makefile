@@ -7,7 +7,7 @@ DEMO_DATA   := testdata/storefront/customers.jsonl
 DATA        ?= data
 ADDR        ?= 127.0.0.1:8080
 
-.PHONY: all build run test check bench fuzz clean
+.PHONY: all build run test check bench bench-quick fuzz clean
 
 all: build
 
@@ -38,9 +38,15 @@ check:
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -count=1 -run TestImportDirection ./cmd/nudge
 
-# Go micro-benchmarks of the hot code.
+# Go micro-benchmarks, then the end-to-end run (1,000,000 customers, the
+# demo and a 1,000-action ruleset, ceiling and nudge alternately, open
+# loop, ingest, small cache) and its report in bench/results/ (< 15 min).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	GO=$(GO) ./bench/run.sh full
+
+# The same on 100,000 customers with 2 s runs (< 2 min).
+bench-quick:
+	GO=$(GO) ./bench/run.sh quick
 
 # Fuzz the rule loader (FUZZTIME=10m for a long run).
 FUZZTIME ?= 30s

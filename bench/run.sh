@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# bench/run.sh full|quick: the end-to-end benchmark behind `make bench` and
+# `make bench-quick`. See README "Benchmarks".
+#
+#   1. Go micro-benchmarks (engine, rules, store, server handler), -benchmem;
+#   2. builds nudge and nudge-bench, generates customers into a fresh data
+#      directory (full: 1,000,000; quick: 100,000) and a 1,000-action ruleset;
+#   3. for the demo storefront rules and the 1,000-action ruleset: serves
+#      them, warms up, measures the ceiling server and nudge alternately in
+#      closed loop (ceiling, nudge, ceiling, nudge), then nudge in open loop
+#      at half its measured throughput;
+#   4. event ingest (batches of 100, single events) and a decide run with a
+#      1 MiB cache (smaller than the working set);
+#   5. writes bench/results/<date>-<hash>[-quick].md, its SVG plots, and the
+#      raw JSON results in the directory of the same name.
+#
+# Only 127.0.0.1 is used. Every wait is bounded; every process started here
+# is stopped by its pid on exit. Overrides: BENCH_CUSTOMERS, BENCH_DURATION,
+# BENCH_WARMUP, BENCH_CONNS, BENCH_BENCHTIME, BENCH_WORK (scratch directory),
+# GO.
+set -euo pipefail
+
+mode=${1:-full}
+case $mode in
+full)
+	customers=${BENCH_CUSTOMERS:-1000000}
+	duration=${BENCH_DURATION:-10s}
+	warmup=${BENCH_WARMUP:-1s}      # before each measured run
+	serverwarm=${BENCH_SERVERWARM:-5s} # once per server start
+	benchtime=${BENCH_BENCHTIME:-1s}
+	suffix=""
+	;;
+quick)
+	customers=${BENCH_CUSTOMERS:-100000}
+	duration=${BENCH_DURATION:-2s}
+	warmup=${BENCH_WARMUP:-500ms}
+	serverwarm=${BENCH_SERVERWARM:-1s}
+	benchtime=${BENCH_BENCHTIME:-100ms}
+	suffix="-quick"
+	;;
+*)
+	echo "usage: bench/run.sh full|quick" >&2
+	exit 2
+	;;
+esac
+conns=${BENCH_CONNS:-32}
+GO=${GO:-go}
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+started=$(date +%s)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+	commit="$commit+dirty"
+fi
+name="$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$suffix"
+results="$root/bench/results"
+raw="$results/$name"
+rm -rf "$raw"
+mkdir -p "$raw"
+work=${BENCH_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/nudge-bench.XXXXXX")}
+mkdir -p "$work"
+commands="$raw/commands.txt"
+notes="$raw/notes.txt"
+: >"$commands"
+: >"$notes"
+
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	if [ -z "${BENCH_WORK:-}" ]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+# cmd runs a command and records it, exactly, for the report.
+cmd() {
+	echo "$*" >>"$commands"
+	"$@"
+}
+
+# start runs a command in the background, records it, and sets $last_pid.
+start() {
+	local log=$1
+	shift
+	echo "$* &" >>"$commands"
+	"$@" >"$log" 2>&1 &
+	last_pid=$!
+	pids+=("$last_pid")
+}
+
+# stop sends SIGTERM to a pid started here and waits at most 30 s.
+stop() {
+	local pid=$1
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in $(seq 300); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+echo "== nudge benchmark ($mode): results in $raw"
+
+echo "== Go micro-benchmarks"
+cmd "$GO" test -run '^$' -bench . -benchmem -benchtime "$benchtime" ./engine ./rules ./store/pebble ./server | tee "$raw/micro.txt"
+
+echo "== build"
+cmd "$GO" build -o "$work/bin/nudge" ./cmd/nudge
+cmd "$GO" build -o "$work/bin/nudge-bench" ./cmd/nudge-bench
+nb="$work/bin/nudge-bench"
+nudge="$work/bin/nudge"
+
+echo "== generate $customers customers and the 1,000-action ruleset"
+t0=$(date +%s.%N)
+cmd "$nb" gen --customers "$customers" --data "$work/data"
+t1=$(date +%s.%N)
+awk -v n="$customers" -v a="$t0" -v b="$t1" -v d="$(du -sh "$work/data" | cut -f1)" \
+	'BEGIN { printf "generated and imported %d customers in %.1f s (%.0f customers/s), %s on disk\n", n, b-a, n/(b-a), d }' | tee -a "$notes"
+cmd "$nb" rules --actions 1000 --out "$work/rules-1000"
+
+port=$("$nb" freeport)
+cport=$("$nb" freeport)
+url="http://127.0.0.1:$port"
+common=(--customers "$customers" --conns "$conns")
+
+# serve starts nudge on rules $1 with extra flags, and waits until ready.
+serve() {
+	local rules=$1
+	shift
+	start "$work/serve.log" "$nudge" serve --addr "127.0.0.1:$port" --rules "$rules" --data "$work/data" --log-level warn "$@"
+	nudge_pid=$last_pid
+	if ! cmd "$nb" wait --url "$url/readyz" --timeout 120s; then
+		tail -20 "$work/serve.log" >&2
+		exit 1
+	fi
+}
+
+# group measures one ruleset: warm-up, ceiling and nudge alternately, open
+# loop at half of nudge's throughput.
+group() {
+	local g=$1 rules=$2
+	shift 2
+	local load=("${common[@]}" "$@")
+	echo "== $g: $rules"
+	serve "$rules"
+	cmd "$nb" run --url "$url" "${load[@]}" --duration "$serverwarm" --name "$g-warmup" --out "$work/$g-warmup.json"
+	start "$work/ceiling.log" "$nb" ceiling --addr "127.0.0.1:$cport" --body-bytes-from "$work/$g-warmup.json" --max-time 30m
+	local ceiling_pid=$last_pid
+	cmd "$nb" wait --url "http://127.0.0.1:$cport/" --timeout 30s
+	for i in 1 2; do
+		cmd "$nb" run --url "http://127.0.0.1:$cport" "${load[@]}" --warmup "$warmup" --duration "$duration" \
+			--name "$g-ceiling-$i" --group "$g" --role ceiling --out "$raw/$g-ceiling-$i.json"
+		cmd "$nb" run --url "$url" "${load[@]}" --warmup "$warmup" --duration "$duration" \
+			--name "$g-nudge-$i" --group "$g" --out "$raw/$g-nudge-$i.json"
+	done
+	stop "$ceiling_pid"
+	cmd "$nb" run --url "$url" "${load[@]}" --mode open --rate-from "$raw/$g-nudge-1.json,$raw/$g-nudge-2.json" --rate-factor 0.5 \
+		--warmup "$warmup" --duration "$duration" --name "$g-open-half" --group "$g" --out "$raw/$g-open-half.json"
+}
+
+group demo testdata/storefront/rules
+echo "== ingest (demo server)"
+cmd "$nb" run --url "$url" "${common[@]}" --mix events=1 --batch 100 --warmup "$warmup" --duration "$duration" \
+	--name ingest-batch100 --group ingest --out "$raw/ingest-batch100.json"
+cmd "$nb" run --url "$url" "${common[@]}" --mix events=1 --batch 1 --warmup "$warmup" --duration "$duration" \
+	--name ingest-single --group ingest --out "$raw/ingest-single.json"
+stop "$nudge_pid"
+
+group actions-1000 "$work/rules-1000" --placements "$(seq -f 'p%02g' -s, 0 19 | sed 's/,$//')"
+stop "$nudge_pid"
+
+echo "== small cache: --cache-mb 1, demo rules"
+serve testdata/storefront/rules --cache-mb 1
+cmd "$nb" run --url "$url" "${common[@]}" --duration "$serverwarm" --name small-cache-warmup --out "$work/small-cache-warmup.json"
+cmd "$nb" run --url "$url" "${common[@]}" --warmup "$warmup" --duration "$duration" \
+	--name small-cache-closed --group small-cache --out "$raw/small-cache-closed.json"
+cmd "$nb" run --url "$url" "${common[@]}" --mode open --rate-from "$raw/small-cache-closed.json" --rate-factor 0.5 \
+	--warmup "$warmup" --duration "$duration" --name small-cache-open-half --group small-cache --out "$raw/small-cache-open-half.json"
+curl -s "$url/metrics" | grep -E '^nudge_cache_(hits|misses)_total' | tr '\n' ' ' | sed 's/^/small-cache run, server counters: /; s/$/\n/' >>"$notes" || true
+stop "$nudge_pid"
+
+elapsed=$(($(date +%s) - started))
+echo "end-to-end wall time $elapsed s ($mode)" >>"$notes"
+cmd "$nb" report --dir "$raw" --out "$results/$name.md" --title "nudge benchmark ($mode)" --commit "$commit" \
+	--commands "$commands" --micro "$raw/micro.txt" --notes "$notes"
+echo
+sed -n '/^## Summary/,/^## End-to-end/p' "$results/$name.md" | sed '$d'
+echo "report: bench/results/$name.md (wall time $elapsed s)"
