@@ -12,7 +12,17 @@
 //     whole UTC days beyond that (the partial oldest day is counted fully,
 //     so a cap errs on the side of not contacting the customer).
 //   - Contact history: one record per served action and per outcome the
-//     customer gave, with its time and channel, oldest first.
+//     customer gave, with its time and channel, oldest first, and a
+//     summary of the outcomes given per action (Customer.Outcomes,
+//     HasOutcome). Stores keep the contacts of the retention (the longest
+//     window the rules use), pruning them lazily: the oldest may outlive it
+//     by PruneSlack, so that pruning, which copies the history, is rare.
+//     At most MaxContacts are kept per customer; beyond that the oldest
+//     are dropped, so windows reaching back past them count too few.
+//
+// Recording a contact costs the same whatever the length of the history:
+// versions of a customer share the history's array and a record appends
+// to the newest one (see Customer for the sharing rules).
 //
 // Times are Unix nanoseconds (int64) so the hot record stays compact and
 // comparisons are integer compares.

@@ -49,11 +49,42 @@ func ParseOutcome(name string) (Outcome, bool) {
 func OutcomeNames() []string { return append([]string(nil), outcomeNames[:Holdout]...) }
 
 // Customer is everything held about one customer.
+//
+// A customer returned by a Store is shared with other readers and with
+// the store, and must not be modified. Stores write copy-on-write: a write
+// publishes a new *Customer and leaves the old one as it was. To keep
+// recording a contact independent of the length of the history, versions
+// of a customer share what a write does not change:
+//
+//   - Attributes and Events are shared until a write of attributes or
+//     events replaces them (CopySharingContacts copies them).
+//   - Contacts are shared too, including the backing array: recording a
+//     contact appends to the newest version's slice (AppendContacts). When
+//     the array has spare capacity the new elements go there, in place.
+//     That is safe because every older version's slice header ends before
+//     them, so no reader of an older version can see them, and because
+//     only the newest version is ever appended to, by its single writer
+//     (the store, under its lock for the customer). Nothing ever modifies
+//     an element within a published version's length; pruning and
+//     out-of-order inserts build a new array.
+//   - Outcomes is never modified in place, only replaced.
+//
+// A customer built by hand (tests, simulations) is owned by its builder,
+// who may use AddContact, AddEvent and PruneContacts on it freely.
 type Customer struct {
 	ID         string
 	Attributes map[string]any
 	Events     map[string]*EventStats // by event type
 	Contacts   []Contact              // oldest first
+	// Outcomes summarizes Contacts so that "did the customer ever give
+	// outcome O for action A" needs no scan (HasOutcome): for each action
+	// with a contact whose outcome is not Served, the bitmask of those
+	// outcomes (bit 1<<O). Actions only served are absent. Nil means no
+	// summary is kept (a customer built by hand): HasOutcome then scans
+	// Contacts. The stores rebuild it when they load or prune a customer
+	// and update it when they append a contact with a new outcome; it is
+	// never modified in place, only replaced, so versions share it.
+	Outcomes map[string]uint8
 }
 
 // Empty reports whether nothing is stored for the customer.
@@ -69,7 +100,53 @@ type Contact struct {
 	At      int64 // Unix nanoseconds
 }
 
-// AddContact inserts c keeping Contacts ordered by time.
+// HasOutcome reports whether the customer has a contact of action with
+// outcome o. It uses the Outcomes summary when there is one (no scan; for
+// Served, which the summary does not hold, it scans), else it scans
+// Contacts.
+func (c *Customer) HasOutcome(action string, o Outcome) bool {
+	if c == nil {
+		return false
+	}
+	if c.Outcomes != nil && o != Served && o < 8 {
+		return c.Outcomes[action]&(1<<o) != 0
+	}
+	for i := range c.Contacts {
+		if k := &c.Contacts[i]; k.Outcome == o && k.Action == action {
+			return true
+		}
+	}
+	return false
+}
+
+// SummarizeOutcomes returns the Outcomes summary of contacts (never nil).
+func SummarizeOutcomes(contacts []Contact) map[string]uint8 {
+	m := make(map[string]uint8)
+	for i := range contacts {
+		if k := &contacts[i]; k.Outcome != Served && k.Outcome < 8 {
+			m[k.Action] |= 1 << k.Outcome
+		}
+	}
+	return m
+}
+
+// withOutcome returns the summary m (nil: none kept) with contact k
+// counted: m itself when it already holds it, else an updated copy.
+func withOutcome(m map[string]uint8, k *Contact) map[string]uint8 {
+	if m == nil || k.Outcome == Served || k.Outcome >= 8 || m[k.Action]&(1<<k.Outcome) != 0 {
+		return m
+	}
+	out := make(map[string]uint8, len(m)+1)
+	for a, bits := range m {
+		out[a] = bits
+	}
+	out[k.Action] |= 1 << k.Outcome
+	return out
+}
+
+// AddContact inserts c keeping Contacts ordered by time, after any
+// contact at the same time. It modifies the customer in place: use it
+// only on a customer the caller owns.
 func (c *Customer) AddContact(ct Contact) {
 	i := len(c.Contacts)
 	for i > 0 && c.Contacts[i-1].At > ct.At {
@@ -78,14 +155,118 @@ func (c *Customer) AddContact(ct Contact) {
 	c.Contacts = append(c.Contacts, Contact{})
 	copy(c.Contacts[i+1:], c.Contacts[i:])
 	c.Contacts[i] = ct
+	c.Outcomes = withOutcome(c.Outcomes, &ct)
 }
 
-// PruneContacts drops contacts older than cutoff (Unix nanoseconds).
+// PruneContacts drops contacts older than cutoff (Unix nanoseconds). It
+// modifies the customer in place: use it only on a customer the caller
+// owns.
 func (c *Customer) PruneContacts(cutoff int64) {
 	i := sort.Search(len(c.Contacts), func(i int) bool { return c.Contacts[i].At >= cutoff })
 	if i > 0 {
 		c.Contacts = append(c.Contacts[:0], c.Contacts[i:]...)
+		if c.Outcomes != nil {
+			c.Outcomes = SummarizeOutcomes(c.Contacts)
+		}
 	}
+}
+
+// MaxContacts is the most contacts a store keeps per customer, whatever
+// the retention. Beyond it the oldest are dropped, down to three quarters
+// of it, so that the copy this takes is rare. Windows that reach back past
+// the oldest contact kept then count too few contacts (a frequency cap
+// errs toward contacting the customer) and outcomes given before it are
+// forgotten. It is far above what a frequency cap of any sense lets one
+// customer receive within MaxDays days: only a runaway client or a bot
+// reaches it, and without the cap its history, which every decision reads
+// and every cache miss loads, would grow without bound.
+const MaxContacts = 20000
+
+// pruneTo is how many contacts a prune for MaxContacts keeps.
+const pruneTo = MaxContacts * 3 / 4
+
+// PruneSlack is how much older than the retention cutoff the oldest
+// contact may get before a store prunes the customer's contacts: pruning
+// copies the history, so it is done when the excess is worth it, not at
+// every write. Contacts thus stay visible up to PruneSlack beyond the
+// retention (windows are still counted by time; only windows and "ever"
+// conditions longer than the retention can see them).
+func PruneSlack(retention time.Duration) time.Duration {
+	return max(time.Hour, retention/20)
+}
+
+// NeedsPrune reports whether c's contacts should be pruned for the
+// retention cutoff (Unix nanoseconds) with the given slack: the oldest is
+// older than cutoff-slack, or there are more than MaxContacts.
+func (c *Customer) NeedsPrune(cutoff int64, slack time.Duration) bool {
+	return c != nil && len(c.Contacts) > 0 &&
+		(c.Contacts[0].At < cutoff-int64(slack) || len(c.Contacts) > MaxContacts)
+}
+
+// Pruned returns a new version of c without the contacts older than
+// cutoff, and with at most MaxContacts (down to pruneTo: the oldest are
+// dropped, never part of a group of contacts at the same time), in a new
+// array with room to grow; it summarizes their outcomes. It returns how
+// many contacts were dropped, from the front; with none, it returns c
+// itself. c is not modified.
+func (c *Customer) Pruned(cutoff int64) (*Customer, int) {
+	cs := c.Contacts
+	i := sort.Search(len(cs), func(i int) bool { return cs[i].At >= cutoff })
+	if len(cs)-i > MaxContacts {
+		i = len(cs) - pruneTo
+		for i < len(cs) && cs[i].At == cs[i-1].At {
+			i++
+		}
+	}
+	if i == 0 {
+		return c, 0
+	}
+	out := c.ShallowCopy()
+	n := len(cs) - i
+	out.Contacts = nil
+	if n > 0 {
+		out.Contacts = make([]Contact, n, n+n/4+8)
+		copy(out.Contacts, cs[i:])
+	}
+	out.Outcomes = SummarizeOutcomes(out.Contacts)
+	return out, i
+}
+
+// ShallowCopy returns a new *Customer that shares everything with c:
+// Attributes, Events, Contacts (the slice header, so the backing array
+// too) and Outcomes. Its fields may be replaced, never modified in place
+// (see Customer for the sharing rules).
+func (c *Customer) ShallowCopy() *Customer {
+	cp := *c
+	return &cp
+}
+
+// AppendContacts returns a new version of c with cts added in time order,
+// sharing Attributes and Events with c; c is unchanged. It must only be
+// called on the newest version of a customer, by its one writer (see
+// Customer): contacts at or after the last one are appended to c's slice,
+// into its spare capacity when there is some (amortized O(1) per contact,
+// whatever the length of the history); one older than the last one is
+// inserted into a new copy of the history. The Outcomes summary, if c
+// keeps one, is updated copy-on-write.
+func (c *Customer) AppendContacts(cts []Contact) *Customer {
+	out := c.ShallowCopy()
+	for _, ct := range cts {
+		n := len(out.Contacts)
+		if n == 0 || out.Contacts[n-1].At <= ct.At {
+			out.Contacts = append(out.Contacts, ct)
+		} else {
+			// Out of order: never shift elements of a shared array.
+			i := sort.Search(n, func(i int) bool { return out.Contacts[i].At > ct.At })
+			cs := make([]Contact, n+1, n+1+n/4+8)
+			copy(cs, out.Contacts[:i])
+			cs[i] = ct
+			copy(cs[i+1:], out.Contacts[i:])
+			out.Contacts = cs
+		}
+		out.Outcomes = withOutcome(out.Outcomes, &ct)
+	}
+	return out
 }
 
 // AddEvent folds one event into the customer's aggregates.
@@ -255,7 +436,21 @@ func (c *Customer) Copy() *Customer {
 	if c == nil {
 		return nil
 	}
-	out := &Customer{ID: c.ID, Contacts: slices.Clone(c.Contacts)}
+	out := c.CopySharingContacts()
+	out.Contacts = slices.Clone(c.Contacts)
+	return out
+}
+
+// CopySharingContacts returns a copy of c whose attributes map and events
+// can be changed without touching c, but that shares c's Contacts (the
+// slice header and its array) and Outcomes: it costs O(attributes +
+// events), not O(contacts). The contacts may be appended to only under
+// the rules of AppendContacts, when the copy becomes the newest version.
+func (c *Customer) CopySharingContacts() *Customer {
+	if c == nil {
+		return nil
+	}
+	out := &Customer{ID: c.ID, Contacts: c.Contacts, Outcomes: c.Outcomes}
 	if c.Attributes != nil {
 		out.Attributes = make(map[string]any, len(c.Attributes))
 		for k, v := range c.Attributes {

@@ -3,6 +3,7 @@
 package memstore
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -12,10 +13,16 @@ import (
 
 // Store holds customers and counters in memory. Safe for concurrent use.
 // Customers are copied on write, so a customer returned by Customer stays
-// valid and unchanged.
+// valid and unchanged; recording contacts appends to the newest version's
+// history under the rules of store.Customer.AppendContacts, so it costs
+// the same whatever the history's length.
 type Store struct {
 	mu        sync.RWMutex
 	customers map[string]*store.Customer
+	// owned holds the ids whose current version the store built: its
+	// contacts may be appended to in place. A customer given to Put is the
+	// caller's: its history is copied before the first append.
+	owned     map[string]bool
 	served    map[string][]int64 // action -> serve times, ascending
 	stats     map[string]*store.ActionStats
 	since     time.Time
@@ -28,6 +35,7 @@ var _ store.Store = (*Store)(nil)
 func New() *Store {
 	return &Store{
 		customers: map[string]*store.Customer{},
+		owned:     map[string]bool{},
 		served:    map[string][]int64{},
 		stats:     map[string]*store.ActionStats{},
 		since:     time.Now().UTC(),
@@ -40,6 +48,7 @@ func (s *Store) Put(c *store.Customer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.customers[c.ID] = c
+	delete(s.owned, c.ID)
 }
 
 // Customer implements store.Store.
@@ -49,12 +58,13 @@ func (s *Store) Customer(id string) (*store.Customer, error) {
 	return s.customers[id], nil
 }
 
-// update applies f to a copy of the customer (a new one when unknown) and
-// stores the copy.
+// update applies f to a copy of the customer (a new one when unknown) that
+// shares its contacts, and stores the copy.
 func (s *Store) update(id string, f func(c *store.Customer)) *store.Customer {
-	c := s.customers[id].Copy()
+	c := s.customers[id].CopySharingContacts()
 	if c == nil {
-		c = &store.Customer{ID: id}
+		c = &store.Customer{ID: id, Outcomes: map[string]uint8{}}
+		s.owned[id] = true
 	}
 	f(c)
 	s.customers[id] = c
@@ -83,6 +93,7 @@ func (s *Store) Delete(id string) (bool, error) {
 	defer s.mu.Unlock()
 	_, ok := s.customers[id]
 	delete(s.customers, id)
+	delete(s.owned, id)
 	return ok, nil
 }
 
@@ -101,13 +112,7 @@ func (s *Store) Record(id string, contacts []store.Contact, stats []store.StatDe
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id != "" && len(contacts) > 0 {
-		cutoff := time.Now().Add(-s.retention).UnixNano()
-		s.update(id, func(c *store.Customer) {
-			for _, k := range contacts {
-				c.AddContact(k)
-			}
-			c.PruneContacts(cutoff)
-		})
+		s.record(id, contacts)
 	}
 	for _, d := range stats {
 		store.CountStat(s.stats, d)
@@ -116,6 +121,37 @@ func (s *Store) Record(id string, contacts []store.Contact, stats []store.StatDe
 		}
 	}
 	return nil
+}
+
+// record appends contacts as pebblestore does: those older than the
+// retention are dropped, the rest appended, and the history pruned when
+// store.Customer.NeedsPrune says so.
+func (s *Store) record(id string, contacts []store.Contact) {
+	cutoff := time.Now().Add(-s.retention).UnixNano()
+	kept := make([]store.Contact, 0, len(contacts))
+	for _, k := range contacts {
+		if k.At >= cutoff {
+			kept = append(kept, k)
+		}
+	}
+	if len(kept) == 0 {
+		return
+	}
+	c := s.customers[id]
+	switch {
+	case c == nil:
+		c = &store.Customer{ID: id, Outcomes: map[string]uint8{}}
+	case !s.owned[id]:
+		c = c.ShallowCopy()
+		c.Contacts = slices.Clone(c.Contacts)
+		c.Outcomes = store.SummarizeOutcomes(c.Contacts)
+	}
+	c = c.AppendContacts(kept)
+	if c.NeedsPrune(cutoff, store.PruneSlack(s.retention)) {
+		c, _ = c.Pruned(cutoff)
+	}
+	s.customers[id] = c
+	s.owned[id] = true
 }
 
 func (s *Store) addServed(action string, at int64) {

@@ -12,17 +12,36 @@ import (
 	"github.com/nudge-engine/nudge/store"
 )
 
-// The customer record ("hot record") is one Pebble value per customer:
+// A customer is stored as one main record and one key per contact.
 //
-//	version  byte (recordV1)
+// The main record is one Pebble value under keyCustomer:
+//
+//	version  byte (recordV2)
 //	attrs    value                      (see appendValue; null for no attributes)
 //	events   uvarint n, then n × (type string, count varint, sum float,
 //	         first varint, last-first varint,
 //	         uvarint d, d × (day delta varint, count uvarint, sum float),
 //	         uvarint r, r × (time delta varint, value float))
-//	contacts uvarint s, s × string     (table of actions and channels)
-//	         uvarint n, n × (action index uvarint, outcome byte,
-//	         channel index uvarint, time delta varint)
+//
+// Each contact is one Pebble value under keyContact: 'k', the id (a string,
+// so that no id's keys are a prefix of another's), the time (big-endian,
+// sign bit flipped, so that keys sort by time) and a sequence number that
+// tells contacts at the same time apart (the count of the customer's
+// contacts at that time before it: keys sort in the order of Contacts).
+// The value is
+//
+//	version  byte (contactV1)
+//	outcome  byte
+//	action   string
+//	channel  string
+//
+// Recording a contact thus writes one small key and never rewrites the
+// main record; a cache miss reads the main record and iterates over the
+// customer's contact keys. A customer's contact keys exist only while its
+// main record does (a first contact writes an empty main record in the same
+// batch), so an unknown id costs one point read, which the bloom filters
+// answer. Record version 1 (before layoutV2) embedded the contacts in the
+// main record; this version reads neither it nor layout 1 (initMeta).
 //
 // Strings are a uvarint length and the bytes. Floats that are integers or
 // whole cents (0, counts, prices such as 19.99) are a varint of 1 to 4
@@ -41,8 +60,11 @@ import (
 //
 // The decoder converts the value to one string and slices every key and
 // string out of it: decoding allocates per map, slice and event type, never
-// per string.
-const recordV1 = 1
+// per string. The contact decoder interns actions and channels.
+const (
+	recordV2  = 2
+	contactV1 = 1
+)
 
 // Value tags of the attribute encoding.
 const (
@@ -61,9 +83,10 @@ const maxDepth = 100
 
 var errCorrupt = errors.New("corrupt record")
 
-// appendCustomer appends the encoding of c (its id excluded) to b.
+// appendCustomer appends the main record of c (its id and contacts
+// excluded) to b.
 func appendCustomer(b []byte, c *store.Customer) ([]byte, error) {
-	b = append(b, recordV1)
+	b = append(b, recordV2)
 	var err error
 	if c.Attributes == nil {
 		b = append(b, tagNull)
@@ -101,33 +124,6 @@ func appendCustomer(b []byte, c *store.Customer) ([]byte, error) {
 		}
 	}
 
-	// Contacts repeat a few action and channel names: a table of them
-	// turns each into a one-byte index.
-	var table []string
-	index := func(s string) uint64 {
-		if i := slices.Index(table, s); i >= 0 {
-			return uint64(i)
-		}
-		table = append(table, s)
-		return uint64(len(table) - 1)
-	}
-	idx := make([]uint64, 0, 2*len(c.Contacts))
-	for _, ct := range c.Contacts {
-		idx = append(idx, index(ct.Action), index(ct.Channel))
-	}
-	b = binary.AppendUvarint(b, uint64(len(table)))
-	for _, s := range table {
-		b = appendString(b, s)
-	}
-	b = binary.AppendUvarint(b, uint64(len(c.Contacts)))
-	var prev int64
-	for i, ct := range c.Contacts {
-		b = binary.AppendUvarint(b, idx[2*i])
-		b = append(b, byte(ct.Outcome))
-		b = binary.AppendUvarint(b, idx[2*i+1])
-		b = binary.AppendVarint(b, ct.At-prev)
-		prev = ct.At
-	}
 	return b, nil
 }
 
@@ -353,10 +349,11 @@ func (d *decoder) object(depth int) map[string]any {
 	return m
 }
 
-// decodeCustomer decodes a record written by appendCustomer.
+// decodeCustomer decodes a main record written by appendCustomer: a
+// customer without contacts.
 func decodeCustomer(id string, rec string) (*store.Customer, error) {
 	d := decoder{s: rec}
-	if v := d.byte(); v != recordV1 {
+	if v := d.byte(); v != recordV2 {
 		if d.err != nil {
 			return nil, d.err
 		}
@@ -404,23 +401,6 @@ func decodeCustomer(id string, rec string) (*store.Customer, error) {
 		}
 	}
 
-	table := make([]string, d.count(1))
-	for i := range table {
-		table[i] = d.string()
-	}
-	if n := d.count(4); n > 0 {
-		c.Contacts = make([]store.Contact, n)
-		var prev int64
-		for i := range c.Contacts {
-			a, o, ch := d.uvarint(), d.byte(), d.uvarint()
-			prev += d.varint()
-			if a >= uint64(len(table)) || ch >= uint64(len(table)) {
-				d.fail()
-				break
-			}
-			c.Contacts[i] = store.Contact{Action: table[a], Outcome: store.Outcome(o), Channel: table[ch], At: prev}
-		}
-	}
 	if d.err == nil && d.i != len(d.s) {
 		d.fail()
 	}
@@ -428,6 +408,126 @@ func decodeCustomer(id string, rec string) (*store.Customer, error) {
 		return nil, d.err
 	}
 	return c, nil
+}
+
+// keyContacts appends the prefix of the customer's contact keys: 'k' and
+// the id as a string.
+func keyContacts(b []byte, id string) []byte {
+	return appendString(append(b, 'k'), id)
+}
+
+// keyContact appends the key of one contact (see the package comment).
+func keyContact(b []byte, id string, at int64, seq uint32) []byte {
+	b = keyContacts(b, id)
+	b = binary.BigEndian.AppendUint64(b, uint64(at)^(1<<63))
+	return binary.BigEndian.AppendUint32(b, seq)
+}
+
+// contactKeySuffix is the length of a contact key after its prefix.
+const contactKeySuffix = 8 + 4
+
+// keyContactsEnd returns the least key after every key that starts with
+// prefix (which does not end in 0xff bytes only).
+func keyContactsEnd(prefix []byte) []byte {
+	end := slices.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// appendContact appends the value of a contact key.
+func appendContact(b []byte, k *store.Contact) []byte {
+	b = append(b, contactV1, byte(k.Outcome))
+	b = appendString(b, k.Action)
+	return appendString(b, k.Channel)
+}
+
+// contactSeqs returns the sequence number of each of cts once appended in
+// order to a customer whose contacts are cur: the number of contacts at
+// the same time before it (AppendContacts and AddContact put a contact
+// after those at its time).
+func contactSeqs(cur, cts []store.Contact, seqs []uint32) []uint32 {
+	for j := range cts {
+		at := cts[j].At
+		var n uint32
+		if len(cur) > 0 && cur[len(cur)-1].At >= at {
+			lo := sort.Search(len(cur), func(i int) bool { return cur[i].At >= at })
+			for i := lo; i < len(cur) && cur[i].At == at; i++ {
+				n++
+			}
+		}
+		for _, k := range cts[:j] {
+			if k.At == at {
+				n++
+			}
+		}
+		seqs = append(seqs, n)
+	}
+	return seqs
+}
+
+// contactDecoder decodes contact keys and values, interning the actions
+// and channels: a history repeats a few of them.
+type contactDecoder struct {
+	prefixLen int
+	strs      []string
+	seen      map[string]string // when strs is long
+}
+
+func (cd *contactDecoder) intern(b []byte) string {
+	if cd.seen != nil {
+		if s, ok := cd.seen[string(b)]; ok {
+			return s
+		}
+		s := string(b)
+		cd.seen[s] = s
+		return s
+	}
+	for _, s := range cd.strs {
+		if s == string(b) {
+			return s
+		}
+	}
+	s := string(b)
+	cd.strs = append(cd.strs, s)
+	if len(cd.strs) > 16 {
+		cd.seen = make(map[string]string, 2*len(cd.strs))
+		for _, s := range cd.strs {
+			cd.seen[s] = s
+		}
+	}
+	return s
+}
+
+// bytesString splits a string (uvarint length and bytes) off b.
+func bytesString(b []byte) (s, rest []byte, ok bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, nil, false
+	}
+	return b[k : k+int(n)], b[k+int(n):], true
+}
+
+// decode decodes one contact key and its value. The strings of the result
+// never point into key or val.
+func (cd *contactDecoder) decode(key, val []byte) (store.Contact, error) {
+	if len(key) != cd.prefixLen+contactKeySuffix || len(val) < 2 || val[0] != contactV1 {
+		return store.Contact{}, errCorrupt
+	}
+	at := int64(binary.BigEndian.Uint64(key[cd.prefixLen:]) ^ (1 << 63))
+	action, rest, ok := bytesString(val[2:])
+	if !ok {
+		return store.Contact{}, errCorrupt
+	}
+	channel, rest, ok := bytesString(rest)
+	if !ok || len(rest) != 0 {
+		return store.Contact{}, errCorrupt
+	}
+	return store.Contact{Action: cd.intern(action), Outcome: store.Outcome(val[1]), Channel: cd.intern(channel), At: at}, nil
 }
 
 // normalize returns attrs in the JSON data model that the record keeps:
@@ -478,4 +578,16 @@ func isJSONValue(v any, depth int) bool {
 		return isJSONObject(v, depth)
 	}
 	return false
+}
+
+// sortedSeqs returns the sequence numbers of contacts sorted by time, as
+// contactSeqs(nil, cts) would, in linear time.
+func sortedSeqs(cts []store.Contact) []uint32 {
+	seqs := make([]uint32, len(cts))
+	for i := 1; i < len(cts); i++ {
+		if cts[i].At == cts[i-1].At {
+			seqs[i] = seqs[i-1] + 1
+		}
+	}
+	return seqs
 }

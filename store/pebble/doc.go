@@ -5,9 +5,17 @@
 //
 // # Records
 //
-// Each customer is one Pebble value under 'c' + id, in a compact binary
-// encoding with a version byte (codec.go). A decision for a customer reads
-// one record, so a cache miss costs one point read and one decode.
+// Each customer is a main record under 'c' + id (attributes and event
+// aggregates) and one small key per contact under 'k' + id + time +
+// sequence, in a compact binary encoding with version bytes (codec.go).
+// Recording a contact (every decision does) writes its key and nothing
+// else, so its cost does not depend on the customer's history; attribute
+// and event writes rewrite the main record only. A cache miss costs one
+// point read and one decode, plus a scan of the customer's contact keys
+// (at most store.MaxContacts). Delete deletes the main record and the
+// contact keys (a range deletion) in one batch. The layout is version 2;
+// directories of layout 1 (development versions before contact keys) are
+// refused at Open.
 //
 // # Durability
 //
@@ -25,9 +33,17 @@
 //
 // A write to a customer is a read-modify-write under one of 4096 stripe
 // locks picked by a hash of the id: it reads the current customer (from the
-// cache or Pebble), applies the change to a copy (Customer.Copy; the cached
-// value is shared with readers and never mutated), commits, then publishes
-// the copy to the cache, all under the lock. A write for many customers
+// cache or Pebble), builds a new version (the cached value is shared with
+// readers and never mutated), commits, then publishes the new version to
+// the cache, all under the lock. An attribute or event write copies the
+// attributes and events (Customer.CopySharingContacts) and shares the
+// contact history; Record shares everything but the history, which it
+// appends to in place when its array has room (Customer.AppendContacts:
+// only the newest version, the cached one, is ever appended to, and only
+// under the lock, so older versions, whose length ends before the new
+// contacts, never see them). Contacts older than the retention by
+// store.PruneSlack, or beyond store.MaxContacts, are pruned by the next
+// write: a new array in memory and a range deletion on disk. A write for many customers
 // locks their stripes in ascending order, once each, so writers cannot
 // deadlock. Two writes to one customer are thus serialized and neither is
 // lost.

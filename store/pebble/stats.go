@@ -17,9 +17,10 @@ import (
 // them, and are written to Pebble by the sync loop (NoSync, then one WAL
 // sync) and by Close: a kill -9 loses at most SyncInterval of them.
 //
-// Key layout (customer records are under 'c', see keyCustomer):
+// Key layout (customer records are under 'c', see keyCustomer, and their
+// contacts under 'k', see keyContact):
 //
-//	"mlayout"                   layout version of the database (layoutV1)
+//	"mlayout"                   layout version of the database (layoutV2)
 //	"msince"                    when statistics started being kept (varint ns)
 //	"s"                         every action's counters (one value)
 //	"b" action hour             serves of an action in one hour (budgets)
@@ -34,7 +35,9 @@ import (
 // state the current one per action) and a restart restores minute detail.
 
 const (
-	layoutV1 = 1
+	// layoutV2: contacts under their own keys. Layout 1 (contacts inside
+	// the customer records, before any release) is not readable.
+	layoutV2 = 2
 	statsV1  = 1
 	budgetV1 = 1
 

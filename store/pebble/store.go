@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -34,6 +35,9 @@ const (
 	// negativeCost is the cost of caching that an id is unknown, plus the
 	// id's length.
 	negativeCost = 16
+	// contactCost is the cost of a cached contact: a store.Contact (its
+	// strings are interned) and the spare capacity of its slice.
+	contactCost = 64
 )
 
 // ErrClosed is returned by the methods of a closed Store that need the
@@ -70,6 +74,7 @@ var _ store.Store = (*Store)(nil)
 type entry struct {
 	c    atomic.Pointer[store.Customer]
 	cost int64 // the cost the cache was last told; guarded by the stripe lock
+	size int   // the size of c's main record; guarded by the stripe lock
 }
 
 // Open opens (creating if needed) the store in opts.Dir.
@@ -146,14 +151,17 @@ func initMeta(db *pebble.DB) (time.Time, error) {
 	case nil:
 		layout := string(v)
 		closer.Close()
-		if layout != string(rune('0'+layoutV1)) {
+		if layout == "1" {
+			return time.Time{}, errors.New("cannot open store: it was written by an earlier development version (layout 1, contacts inside customer records), which this version does not read; start from an empty directory")
+		}
+		if layout != string(rune('0'+layoutV2)) {
 			return time.Time{}, fmt.Errorf("cannot open store: unknown layout version %q", layout)
 		}
 	case pebble.ErrNotFound:
 		b := db.NewBatch()
 		defer b.Close()
 		now := time.Now().UTC()
-		_ = b.Set(keyLayout, []byte{'0' + layoutV1}, nil)
+		_ = b.Set(keyLayout, []byte{'0' + layoutV2}, nil)
 		_ = b.Set(keySince, binary.AppendVarint(nil, now.UnixNano()), nil)
 		if err := b.Commit(pebble.Sync); err != nil {
 			return time.Time{}, fmt.Errorf("cannot initialize store: %w", err)
@@ -195,7 +203,8 @@ func (s *Store) enter() error {
 func (s *Store) leave() { s.closeMu.RUnlock() }
 
 // Customer implements store.Store. A cached customer costs a map lookup and
-// no allocation; a miss reads and decodes the record and caches it.
+// no allocation; a miss reads the main record and the contacts, and caches
+// the customer.
 func (s *Store) Customer(id string) (*store.Customer, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
@@ -220,59 +229,94 @@ func (s *Store) Customer(id string) (*store.Customer, error) {
 }
 
 // loadLocked returns the customer (nil if unknown), its cache entry (nil
-// if not cached) and, when read from disk, its record size. The caller
-// holds id's stripe lock. A miss waits once for the cache's pending sets,
-// tracked by *waited, so that no set queued before is still to be applied
-// (see doc.go).
+// if not cached) and the size of its main record. The caller holds id's
+// stripe lock. A miss waits once for the cache's pending sets, tracked by
+// *waited, so that no set queued before is still to be applied (see
+// doc.go).
 func (s *Store) loadLocked(id string, waited *bool) (*store.Customer, *entry, int, error) {
 	if e, ok := s.cache.Get(id); ok {
-		return e.c.Load(), e, 0, nil
+		return e.c.Load(), e, e.size, nil
 	}
 	if !*waited {
 		s.cache.Wait()
 		*waited = true
 		if e, ok := s.cache.Get(id); ok {
-			return e.c.Load(), e, 0, nil
+			return e.c.Load(), e, e.size, nil
 		}
 	}
+	c, size, err := s.read(id)
+	return c, nil, size, err
+}
+
+// read reads a customer from Pebble: the main record, then the contact
+// keys (which exist only with a main record, see codec.go). It also
+// returns the main record's size.
+func (s *Store) read(id string) (*store.Customer, int, error) {
 	v, closer, err := s.db.Get(keyCustomer(nil, id))
 	if err == pebble.ErrNotFound {
-		return nil, nil, 0, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("cannot read customer %q: %w", id, err)
+		return nil, 0, fmt.Errorf("cannot read customer %q: %w", id, err)
 	}
 	c, err := decodeCustomer(id, string(v))
 	size := len(v)
 	closer.Close()
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("cannot decode customer %q: %w", id, err)
+		return nil, 0, fmt.Errorf("cannot decode customer %q: %w", id, err)
 	}
-	return c, nil, size, nil
+	prefix := keyContacts(nil, id)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: keyContactsEnd(prefix)})
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot read contacts of customer %q: %w", id, err)
+	}
+	cd := contactDecoder{prefixLen: len(prefix)}
+	for it.First(); it.Valid(); it.Next() {
+		var k store.Contact
+		v, err := it.ValueAndErr()
+		if err == nil {
+			k, err = cd.decode(it.Key(), v)
+		}
+		if err != nil {
+			it.Close()
+			return nil, 0, fmt.Errorf("cannot decode contact %q of customer %q: %w", it.Key(), id, err)
+		}
+		c.Contacts = append(c.Contacts, k)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, 0, fmt.Errorf("cannot read contacts of customer %q: %w", id, err)
+	}
+	c.Outcomes = store.SummarizeOutcomes(c.Contacts)
+	return c, size, nil
 }
 
-// cacheLocked makes c (nil: unknown) the cached value of id, whose record
-// takes size bytes; e is its current entry or nil. The caller holds id's
-// stripe lock and has called loadLocked for id under it.
+// cacheLocked makes c (nil: unknown) the cached value of id, whose main
+// record takes size bytes; e is its current entry or nil. The caller holds
+// id's stripe lock and has called loadLocked for id under it.
 func (s *Store) cacheLocked(id string, e *entry, c *store.Customer, size int) {
 	// The cost is an estimate of the decoded customer's memory, so that
 	// CacheMB bounds the heap the cache holds: a decoded customer takes
-	// about decodedPerEncoded times its record (maps, slices, strings).
+	// about decodedPerEncoded times its main record (maps, slices,
+	// strings), plus its contacts.
 	cost := int64(len(id) + decodedPerEncoded*size)
 	if c == nil {
 		cost = int64(len(id) + negativeCost)
+	} else {
+		cost += contactCost * int64(len(c.Contacts))
 	}
 	if e != nil {
 		e.c.Store(c)
+		e.size = size
 		// Tell the cache a changed size (a customer grows with its
-		// contacts), but not every byte: each Set queues an item.
+		// contacts), but not every byte: each Set queues an item. With
+		// this margin a growing history is told O(log n) times.
 		if d := cost - e.cost; d > e.cost/8 || -d > e.cost/8 {
 			e.cost = cost
 			s.cache.Set(id, e, cost)
 		}
 		return
 	}
-	e = &entry{cost: cost}
+	e = &entry{cost: cost, size: size}
 	e.c.Store(c)
 	s.cache.Set(id, e, cost)
 }
@@ -296,19 +340,108 @@ func (s *Store) lockStripes(ids []string) func() {
 	}
 }
 
-func (s *Store) cutoff() int64 {
-	return s.now().UnixNano() - s.retention.Load()
+// cutoff returns the retention cutoff and the pruning slack.
+func (s *Store) cutoff() (int64, time.Duration) {
+	r := s.retention.Load()
+	return s.now().UnixNano() - r, store.PruneSlack(time.Duration(r))
 }
 
-// change is a customer rewritten by a write.
+// newCustomer returns an empty customer as the store keeps it: with an
+// (empty) outcome summary.
+func newCustomer(id string) *store.Customer {
+	return &store.Customer{ID: id, Outcomes: map[string]uint8{}}
+}
+
+// prune prunes the contacts of ch.c if they are due (see
+// store.Customer.NeedsPrune): rarely, as it copies them.
+func (ch *change) prune(cutoff int64, slack time.Duration) {
+	if ch.c.NeedsPrune(cutoff, slack) {
+		var n int
+		ch.c, n = ch.c.Pruned(cutoff)
+		ch.pruned = ch.pruned || n > 0
+	}
+}
+
+// change is a write to one customer.
 type change struct {
 	id   string
 	e    *entry
-	c    *store.Customer // nil: deleted
-	size int
+	c    *store.Customer // the new version; nil: deleted
+	main bool            // rewrite the main record
+	size int             // the main record's size (set by stage when main)
+	// replace deletes every contact key before writing added.
+	replace bool
+	// added are contacts of c to write as keys, with their sequence
+	// numbers (contactSeqs).
+	added []store.Contact
+	seqs  []uint32
+	// pruned deletes the contact keys before c's first contact (all if
+	// it has none), after writing added.
+	pruned bool
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// stage adds ch to b, using *buf as scratch space.
+func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
+	scratch := (*buf)[:0]
+	defer func() { *buf = scratch[:0] }()
+	deleteContacts := func(before *store.Contact) error {
+		start := keyContacts(scratch[:0], ch.id)
+		var end []byte
+		if before != nil {
+			end = keyContact(start[len(start):], ch.id, before.At, 0)
+		} else {
+			end = keyContactsEnd(start)
+		}
+		scratch = start
+		if len(end) > 0 && cap(end) > cap(scratch) {
+			scratch = end
+		}
+		return b.DeleteRange(start, end, nil)
+	}
+	if ch.c == nil {
+		if err := b.Delete(keyCustomer(scratch[:0], ch.id), nil); err != nil {
+			return err
+		}
+		return deleteContacts(nil)
+	}
+	if ch.main {
+		rec, err := appendCustomer(scratch[:0], ch.c)
+		if err != nil {
+			return err
+		}
+		key := keyCustomer(rec[len(rec):], ch.id)
+		scratch = key
+		ch.size = len(rec)
+		if err := b.Set(key, rec, nil); err != nil {
+			return err
+		}
+	}
+	if ch.replace {
+		if err := deleteContacts(nil); err != nil {
+			return err
+		}
+	}
+	for i := range ch.added {
+		k := &ch.added[i]
+		key := keyContact(scratch[:0], ch.id, k.At, ch.seqs[i])
+		val := appendContact(key[len(key):], k)
+		scratch = val
+		if err := b.Set(key, val, nil); err != nil {
+			return err
+		}
+	}
+	if ch.pruned {
+		// After the sets: a contact added and pruned at once is deleted.
+		var first *store.Contact
+		if len(ch.c.Contacts) > 0 {
+			first = &ch.c.Contacts[0]
+		}
+		return deleteContacts(first)
+	}
+	return nil
+}
 
 // write applies changes under the stripe locks held by the caller: one
 // batch, then the cache. If durable, it commits with an fsync and returns a
@@ -322,23 +455,10 @@ func (s *Store) write(changes []change, durable bool) (wait func() error, err er
 	b := s.db.NewBatch()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	var key []byte
 	for i := range changes {
-		ch := &changes[i]
-		key = keyCustomer(key[:0], ch.id)
-		if ch.c == nil {
-			err = b.Delete(key, nil)
-		} else {
-			var rec []byte
-			if rec, err = appendCustomer((*bp)[:0], ch.c); err == nil {
-				*bp = rec
-				ch.size = len(rec)
-				err = b.Set(key, rec, nil)
-			}
-		}
-		if err != nil {
+		if err := stage(b, &changes[i], bp); err != nil {
 			b.Close()
-			return nil, fmt.Errorf("cannot write customer %q: %w", ch.id, err)
+			return nil, fmt.Errorf("cannot write customer %q: %w", changes[i].id, err)
 		}
 	}
 	if durable {
@@ -369,7 +489,8 @@ func (s *Store) write(changes []change, durable bool) (wait func() error, err er
 	}, nil
 }
 
-// update rewrites one customer with f applied to a copy of it.
+// update rewrites the main record of one customer with f applied to a copy
+// of it that shares its contacts (O(attributes + events)).
 func (s *Store) update(id string, durable bool, f func(c *store.Customer) error) (*store.Customer, error) {
 	if id == "" {
 		return nil, errors.New("cannot write customer: empty id")
@@ -387,16 +508,17 @@ func (s *Store) update(id string, durable bool, f func(c *store.Customer) error)
 		if err != nil {
 			return nil, nil, err
 		}
-		c := old.Copy()
+		c := old.CopySharingContacts()
 		if c == nil {
-			c = &store.Customer{ID: id}
+			c = newCustomer(id)
 		}
 		if err := f(c); err != nil {
 			return nil, nil, err
 		}
-		c.PruneContacts(s.cutoff())
-		wait, err := s.write([]change{{id: id, e: e, c: c}}, durable)
-		return c, wait, err
+		ch := change{id: id, e: e, c: c, main: true}
+		ch.prune(s.cutoff())
+		wait, err := s.write([]change{ch}, durable)
+		return ch.c, wait, err
 	}()
 	if err == nil && wait != nil {
 		err = wait()
@@ -433,9 +555,10 @@ func (s *Store) PatchAttributes(id string, patch map[string]any) (map[string]any
 	return c.Attributes, nil
 }
 
-// Delete implements store.Store. The record is gone from reads and the
-// cache on return; Pebble drops its bytes from the files when compactions
-// pass over the deletion.
+// Delete implements store.Store: it deletes the main record and every
+// contact key (a range deletion) in one synced batch. The customer is gone
+// from reads and the cache on return; Pebble drops its bytes from the
+// files when compactions pass over the deletions.
 func (s *Store) Delete(id string) (bool, error) {
 	if err := s.enter(); err != nil {
 		return false, err
@@ -463,7 +586,8 @@ func (s *Store) Delete(id string) (bool, error) {
 }
 
 // AddEvents implements store.Store: one batch for all the customers,
-// committed with one (group-committed) fsync.
+// committed with one (group-committed) fsync. It rewrites their main
+// records only, not their contacts.
 func (s *Store) AddEvents(events []store.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -490,18 +614,19 @@ func (s *Store) AddEvents(events []store.Event) error {
 		unlock := s.lockStripes(ids)
 		defer unlock()
 		waited := false
-		cutoff := s.cutoff()
+		cutoff, slack := s.cutoff()
 		for _, id := range ids {
 			old, e, _, err := s.loadLocked(id, &waited)
 			if err != nil {
 				return nil, err
 			}
-			c := old.Copy()
+			c := old.CopySharingContacts()
 			if c == nil {
-				c = &store.Customer{ID: id}
+				c = newCustomer(id)
 			}
-			c.PruneContacts(cutoff)
-			changes = append(changes, change{id: id, e: e, c: c})
+			ch := change{id: id, e: e, c: c, main: true}
+			ch.prune(cutoff, slack)
+			changes = append(changes, ch)
 		}
 		for i := range events {
 			ev := &events[i]
@@ -522,18 +647,57 @@ func (s *Store) Record(id string, contacts []store.Contact, stats []store.StatDe
 		return ErrClosed
 	}
 	if id != "" && len(contacts) > 0 {
-		_, err := s.update(id, false, func(c *store.Customer) error {
-			for _, ct := range contacts {
-				c.AddContact(ct)
-			}
-			return nil
-		})
-		if err != nil {
+		if err := s.record(id, contacts); err != nil {
 			return err
 		}
 	}
 	s.counters.record(stats)
 	return nil
+}
+
+// record appends contacts to a customer's history. It writes one small key
+// per contact and never the main record (but an empty one for a new
+// customer); in memory it appends to the cached history in place
+// (store.Customer.AppendContacts): its cost does not depend on the
+// history's length, but for the rare prune. Contacts older than the
+// retention are dropped.
+func (s *Store) record(id string, contacts []store.Contact) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	mu := &s.stripes[s.stripe(id)]
+	mu.Lock()
+	defer mu.Unlock()
+	waited := false
+	old, e, size, err := s.loadLocked(id, &waited)
+	if err != nil {
+		return err
+	}
+	cutoff, slack := s.cutoff()
+	kept := contacts
+	for _, k := range contacts {
+		if k.At < cutoff {
+			kept = slices.DeleteFunc(slices.Clone(contacts), func(k store.Contact) bool { return k.At < cutoff })
+			break
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	var chs [1]change
+	ch := &chs[0]
+	*ch = change{id: id, e: e, size: size, added: kept}
+	if old == nil {
+		old = newCustomer(id)
+		ch.main = true
+	}
+	var seqs [4]uint32
+	ch.seqs = contactSeqs(old.Contacts, kept, seqs[:0])
+	ch.c = old.AppendContacts(kept)
+	ch.prune(cutoff, slack)
+	_, err = s.write(chs[:], false)
+	return err
 }
 
 // ServedSince implements store.Store, at the resolution described in
@@ -554,22 +718,24 @@ func (s *Store) Stats() (time.Time, map[string]*store.ActionStats) {
 }
 
 // SetRetention implements store.Store: d is clamped to [1h, MaxDays days].
-// Contacts older than the retention are dropped when their customer is
-// next written.
+// Contacts older than the retention are not recorded, and are dropped when
+// their customer is next written once the oldest is older than the
+// retention by store.PruneSlack.
 func (s *Store) SetRetention(d time.Duration) {
 	s.retention.Store(int64(min(max(d, time.Hour), store.MaxDays*24*time.Hour)))
 }
 
-// Import writes whole customers, replacing any stored under their ids, in
-// one batch without an fsync: call Sync when done. The customers are not
-// retained. Contacts older than the retention are dropped.
+// Import writes whole customers, replacing any stored under their ids
+// (contacts included), in one batch without an fsync: call Sync when done.
+// The customers are not retained. Contacts older than the retention, and
+// the oldest beyond store.MaxContacts, are dropped.
 func (s *Store) Import(customers []*store.Customer) error {
 	if len(customers) == 0 {
 		return nil
 	}
 	changes := make([]change, len(customers))
 	ids := make([]string, len(customers))
-	cutoff := s.cutoff()
+	cutoff, _ := s.cutoff()
 	for i, c := range customers {
 		if c == nil || c.ID == "" {
 			return fmt.Errorf("cannot import customer %d: empty id", i)
@@ -580,11 +746,12 @@ func (s *Store) Import(customers []*store.Customer) error {
 		}
 		cp := *c
 		cp.Attributes = attrs
-		if len(cp.Contacts) > 0 && cp.Contacts[0].At < cutoff {
+		if !slices.IsSortedFunc(cp.Contacts, func(a, b store.Contact) int { return cmp.Compare(a.At, b.At) }) {
 			cp.Contacts = slices.Clone(cp.Contacts)
-			cp.PruneContacts(cutoff)
+			slices.SortStableFunc(cp.Contacts, func(a, b store.Contact) int { return cmp.Compare(a.At, b.At) })
 		}
-		changes[i] = change{id: c.ID, c: &cp}
+		pc, _ := cp.Pruned(cutoff)
+		changes[i] = change{id: c.ID, c: pc, main: true, replace: true, added: pc.Contacts, seqs: sortedSeqs(pc.Contacts)}
 		ids[i] = c.ID
 	}
 	if err := s.enter(); err != nil {
@@ -597,16 +764,9 @@ func (s *Store) Import(customers []*store.Customer) error {
 	defer b.Close()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	var key []byte
-	for _, ch := range changes {
-		rec, err := appendCustomer((*bp)[:0], ch.c)
-		if err != nil {
-			return fmt.Errorf("cannot import customer %q: %w", ch.id, err)
-		}
-		*bp = rec
-		key = keyCustomer(key[:0], ch.id)
-		if err := b.Set(key, rec, nil); err != nil {
-			return fmt.Errorf("cannot import customer %q: %w", ch.id, err)
+	for i := range changes {
+		if err := stage(b, &changes[i], bp); err != nil {
+			return fmt.Errorf("cannot import customer %q: %w", changes[i].id, err)
 		}
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {

@@ -1,0 +1,89 @@
+package pebblestore
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nudge-engine/nudge/store"
+)
+
+// historyCustomer is typicalCustomer with n served contacts spread over
+// the last day.
+func historyCustomer(id string, n int) *store.Customer {
+	c := typicalCustomer(id)
+	c.Contacts = nil
+	now := time.Now()
+	for i := range n {
+		c.Contacts = append(c.Contacts, store.Contact{Action: "winback-20", Channel: "web",
+			At: now.Add(-24*time.Hour + time.Duration(i)*(24*time.Hour/time.Duration(n+1))).UnixNano()})
+	}
+	return c
+}
+
+func benchHistoryStore(b *testing.B, customers, history int) (*Store, []string) {
+	b.Helper()
+	s, err := Open(Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	batch := make([]*store.Customer, customers)
+	ids := make([]string, customers)
+	for i := range batch {
+		ids[i] = fmt.Sprint("c", i)
+		batch[i] = historyCustomer(ids[i], history)
+	}
+	if err := s.Import(batch); err != nil {
+		b.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := s.Customer(id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.cache.Wait()
+	return s, ids
+}
+
+// BenchmarkRecordHistory records one served contact for a customer that
+// already has a short or a long contact history: the cost must not depend
+// on it. The history grows by one contact per iteration (pruned at
+// store.MaxContacts), so a long run measures long histories in both.
+func BenchmarkRecordHistory(b *testing.B) {
+	for _, history := range []int{10, 10000} {
+		b.Run(fmt.Sprint("contacts=", history), func(b *testing.B) {
+			s, ids := benchHistoryStore(b, 1, history)
+			b.ReportAllocs()
+			for b.Loop() {
+				now := time.Now().UnixNano()
+				err := s.Record(ids[0],
+					[]store.Contact{{Action: "winback-20", Channel: "web", At: now}},
+					[]store.StatDelta{{Action: "winback-20", Variant: "a", Outcome: store.Served, At: now}})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkAddEventsHistory commits a batch of one event for each of 4
+// customers with short or long contact histories.
+func BenchmarkAddEventsHistory(b *testing.B) {
+	for _, history := range []int{10, 10000} {
+		b.Run(fmt.Sprint("contacts=", history), func(b *testing.B) {
+			s, ids := benchHistoryStore(b, 4, history)
+			batch := make([]store.Event, len(ids))
+			b.ReportAllocs()
+			for b.Loop() {
+				for j := range batch {
+					batch[j] = store.Event{CustomerID: ids[j], Type: "view", At: time.Now().UnixNano(), Value: 1}
+				}
+				if err := s.AddEvents(batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
