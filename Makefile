@@ -27,6 +27,7 @@ run: build
 # storefront's own rule tests through the real binary.
 test: build
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run 'TestNoAllocationPerCandidate' ./engine/
 	./$(BIN) rules check $(DEMO_RULES)
 	./$(BIN) rules test $(DEMO_RULES)
 
