@@ -46,6 +46,7 @@ type serveConfig struct {
 	readTimeout, idleTimeout time.Duration
 	writeTimeout             time.Duration
 	shutdownTimeout          time.Duration
+	pprofAddr                string
 	decideTimeout            time.Duration
 }
 
@@ -67,6 +68,7 @@ func runServe(args []string, stderr io.Writer) int {
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "time to write a response")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "how long an idle keep-alive connection is kept")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight requests")
+	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this (loopback) address, e.g. 127.0.0.1:6060; off by default")
 	fs.DurationVar(&c.decideTimeout, "decide-timeout", server.DefaultDecideTimeout,
 		"latency budget of a decision's evaluation; over it, the placements' fallbacks are answered with \"degraded\": true (0: no budget)")
 	if err := fs.Parse(args); err != nil {
@@ -163,6 +165,11 @@ func serve(c serveConfig, log zerolog.Logger) error {
 			log.Error().Err(err).Msg("cannot watch the rules directory: reload with SIGHUP or POST /v1/rules/reload")
 		}
 	}()
+	if c.pprofAddr != "" {
+		if err := servePprof(c.pprofAddr, log); err != nil {
+			return err
+		}
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("rules", rs.Status().Version).
