@@ -363,6 +363,9 @@ func (st *state) run(x *rules.Expr) (any, error) {
 	if v, ok := x.Constant(); ok {
 		return v, nil
 	}
+	if v, ok := x.Fast(st.env); ok {
+		return v, nil
+	}
 	if st.depth == len(st.vms) {
 		st.vms = append(st.vms, new(vm.VM))
 	}

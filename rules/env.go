@@ -18,6 +18,7 @@ type Env struct {
 	m     map[string]any
 	attrs map[string]any
 	ctx   map[string]any
+	f     Funcs
 }
 
 // Funcs answers the rule functions for one decision. Windows are already
@@ -81,7 +82,7 @@ func NewEnv(f Funcs) *Env {
 		}
 		return s
 	}
-	e := &Env{attrs: emptyMap, ctx: emptyMap}
+	e := &Env{attrs: emptyMap, ctx: emptyMap, f: f}
 	e.m = map[string]any{
 		varCustomer:   emptyMap,
 		varContext:    emptyMap,

@@ -88,6 +88,7 @@ type Expr struct {
 	// (score: 0.5, when: true): no VM run needed.
 	constant   any
 	isConstant bool
+	fast       fastFunc
 	errors     atomic.Uint64
 }
 

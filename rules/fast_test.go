@@ -1,0 +1,160 @@
+package rules
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"github.com/goccy/go-yaml"
+)
+
+// fakeFuncs answers the rule functions from a seeded random source, the
+// same answers for the same arguments within one customer.
+type fakeFuncs struct {
+	seed uint64
+	segs []bool
+}
+
+func (f *fakeFuncs) h(s string, w time.Duration) uint64 {
+	var h uint64 = f.seed
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h ^ uint64(w)
+}
+func (f *fakeFuncs) Count(t string, w time.Duration) int   { return int(f.h(t, w) % 5) }
+func (f *fakeFuncs) Sum(t string, w time.Duration) float64 { return float64(f.h(t, w)%500) / 2 }
+func (f *fakeFuncs) DaysSince(t string) float64 {
+	if f.h(t, 0)%4 == 0 {
+		return math.Inf(1)
+	}
+	return float64(f.h(t, 0)%120) / 3
+}
+func (f *fakeFuncs) Segment(i int) bool                        { return f.segs[i%len(f.segs)] }
+func (f *fakeFuncs) Shown(a string, w time.Duration) int       { return int(f.h(a, w) % 3) }
+func (f *fakeFuncs) Outcomes(a, o string, w time.Duration) int { return int(f.h(a+o, w) % 2) }
+func (f *fakeFuncs) Propensity() float64                       { return 0.25 }
+
+// randomValue returns a value of a random JSON kind (or nothing).
+func randomValue(rng *rand.Rand) any {
+	switch rng.IntN(8) {
+	case 0:
+		return nil
+	case 1:
+		return "gold"
+	case 2:
+		return []string{"bronze", "silver", "platinum", "x"}[rng.IntN(4)]
+	case 3:
+		return rng.IntN(2) == 0
+	case 4:
+		return map[string]any{"email": rng.IntN(2) == 0}
+	default:
+		return float64(rng.IntN(3000)) / float64(1+rng.IntN(10))
+	}
+}
+
+// TestFastMatchesVM: wherever the fast path answers, the VM gives the
+// same value, over the demo rules and every corpus ruleset, for random
+// customers and contexts.
+func TestFastMatchesVM(t *testing.T) {
+	var sets []*Ruleset
+	rs, err := LoadDir("../testdata/storefront/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets = append(sets, rs)
+	// Every ruleset of the decision corpus, and the valid check case.
+	if rs, err := LoadDir("../testdata/check/valid"); err == nil {
+		sets = append(sets, rs)
+	}
+	paths, _ := filepath.Glob("../testdata/corpus/*.yaml")
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cf struct {
+			Files map[string]string `yaml:"files"`
+		}
+		if err := yaml.Unmarshal(data, &cf); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		var files []File
+		for name, src := range cf.Files {
+			files = append(files, File{Name: name, Data: []byte(src)})
+		}
+		rs, err := Compile(files)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		sets = append(sets, rs)
+	}
+	if len(sets) < 5 {
+		t.Fatalf("only %d rulesets to compare on", len(sets))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	fast, total := 0, 0
+	for _, rs := range sets {
+		var exprs []*Expr
+		names := map[string]bool{}
+		rs.Expressions(func(x *Expr) {
+			exprs = append(exprs, x)
+			for _, w := range strings.FieldsFunc(x.Source, func(r rune) bool {
+				return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+			}) {
+				names[w] = true
+			}
+		})
+		for i := range 400 {
+			f := &fakeFuncs{seed: uint64(i), segs: []bool{rng.IntN(2) == 0, rng.IntN(2) == 0, rng.IntN(2) == 0}}
+			env := NewEnv(f)
+			attrs, ctx := map[string]any{}, map[string]any{}
+			for n := range names {
+				if rng.IntN(3) > 0 {
+					attrs[n] = randomValue(rng)
+				}
+				if rng.IntN(3) == 0 {
+					ctx[n] = randomValue(rng)
+				}
+			}
+			env.SetCustomer(fmt.Sprintf("c-%d", i), attrs)
+			env.SetRequest(ctx, "web", time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+			env.SetPlacement("home_hero")
+			var m vm.VM
+			for _, x := range exprs {
+				total++
+				got, ok := x.Fast(env)
+				if !ok {
+					continue
+				}
+				fast++
+				want, err := m.Run(x.Program(), env.Map())
+				if err != nil {
+					t.Fatalf("%s %q: fast path gave %v, the VM failed: %v\nattrs %v ctx %v", x.Rule, x.Source, got, err, attrs, ctx)
+				}
+				if !sameValue(got, want) {
+					t.Fatalf("%s %q: fast path gave %v (%T), the VM %v (%T)\nattrs %v ctx %v", x.Rule, x.Source, got, got, want, want, attrs, ctx)
+				}
+			}
+		}
+	}
+	t.Logf("%d of %d evaluations answered by the fast path", fast, total)
+	if fast == 0 {
+		t.Fatal("the fast path answered nothing: the test proved nothing")
+	}
+}
+
+func sameValue(a, b any) bool {
+	if x, ok := number(a); ok {
+		y, ok := number(b)
+		return ok && (x == y || math.IsNaN(x) && math.IsNaN(y))
+	}
+	return reflect.DeepEqual(a, b)
+}
