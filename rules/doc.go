@@ -29,6 +29,13 @@
 // becomes an index, attribute defaults become `?? default`, so a decision
 // never copies the customer's attributes.
 //
+// The common shapes of expressions (lookups, segment(), count() and sum()
+// with literal arguments, and, or, not, ??, comparisons, arithmetic, in
+// over a constant list) are also compiled to Go closures (fast.go) that
+// skip the VM's fixed cost per run. A closure never decides differently
+// from the VM: on any value of a kind it does not handle it defers to the
+// program, and TestFastMatchesVM compares the two on random customers.
+//
 // The version of a ruleset is a hash of its files' relative paths and
 // contents: the same files give the same version wherever they live.
 //
