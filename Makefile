@@ -7,7 +7,7 @@ DEMO_DATA   := testdata/storefront/customers.jsonl
 DATA        ?= data
 ADDR        ?= 127.0.0.1:8080
 
-.PHONY: all build run test check bench bench-quick fuzz clean
+.PHONY: all build run test check bench bench-quick soak fuzz clean
 
 all: build
 
@@ -46,6 +46,10 @@ bench:
 	GO=$(GO) ./bench/run.sh full
 
 # The same on 100,000 customers with 2 s runs (< 2 min).
+# Ten minutes of constant-rate load with nudge's RSS sampled (SOAK_DURATION).
+soak:
+	bash bench/soak.sh
+
 bench-quick:
 	GO=$(GO) ./bench/run.sh quick
 
