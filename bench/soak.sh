@@ -76,7 +76,7 @@ summary=$(awk -F, 'NR > 1 && $1 >= 60 { n++; s += $2; if (min == "" || $2 < min)
 	echo "Commands:"
 	echo
 	echo '```'
-	echo "$nb gen --customers $customers --data DATA"
+	echo "WORK/nudge-bench gen --customers $customers --data WORK/data"
 	echo "${serve_cmd[*]}" | sed "s|$work|WORK|g"
 	echo "${load_cmd[*]}" | sed "s|$work|WORK|g"
 	echo '```'
