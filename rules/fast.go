@@ -230,14 +230,8 @@ func fastBinary(n *ast.BinaryNode) fastFunc {
 	case "<", "<=", ">", ">=":
 		op := n.Operator
 		return func(e *Env) (any, bool) {
-			a, ok1 := l(e)
-			b, ok2 := r(e)
-			if !ok1 || !ok2 {
-				return nil, false
-			}
-			x, ok1 := number(a)
-			y, ok2 := number(b)
-			if !ok1 || !ok2 {
+			x, y, ok := numbers(e, l, r)
+			if !ok {
 				return nil, false
 			}
 			switch op {
@@ -253,14 +247,8 @@ func fastBinary(n *ast.BinaryNode) fastFunc {
 	case "+", "-", "*", "/":
 		op := n.Operator
 		return func(e *Env) (any, bool) {
-			a, ok1 := l(e)
-			b, ok2 := r(e)
-			if !ok1 || !ok2 {
-				return nil, false
-			}
-			x, ok1 := number(a)
-			y, ok2 := number(b)
-			if !ok1 || !ok2 {
+			x, y, ok := numbers(e, l, r)
+			if !ok {
 				return nil, false
 			}
 			switch op {
@@ -278,6 +266,18 @@ func fastBinary(n *ast.BinaryNode) fastFunc {
 		}
 	}
 	return nil
+}
+
+// numbers evaluates both operands and returns them when both are numbers.
+func numbers(e *Env, l, r fastFunc) (float64, float64, bool) {
+	a, ok1 := l(e)
+	b, ok2 := r(e)
+	if !ok1 || !ok2 {
+		return 0, 0, false
+	}
+	x, ok1 := number(a)
+	y, ok2 := number(b)
+	return x, y, ok1 && ok2
 }
 
 // fastIn handles x in [constants] (strings or numbers).
