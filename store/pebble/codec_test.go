@@ -188,27 +188,9 @@ func TestCodecEdgeValues(t *testing.T) {
 }
 
 func TestCodecSize(t *testing.T) {
-	// A typical customer: a dozen attributes, three event types, twenty
-	// contacts. Its record must stay far below its JSON form.
-	c := &store.Customer{ID: "c-1042", Attributes: map[string]any{
-		"first_name": "Ana", "tier": "silver", "ltv": 1250.5, "churn_risk": 0.8,
-		"email_open_rate": 0.31, "consent": map[string]any{"email": true, "sms": false},
-		"city": "Lisbon", "complaint_open": false, "signup": "2024-03-01", "segment": "b2c",
-	}}
-	base := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
-	for i := range 40 {
-		at := base.Add(-time.Duration(i) * 37 * time.Hour).UnixNano()
-		c.AddEvent("view", at, 0)
-		if i%4 == 0 {
-			c.AddEvent("purchase", at, 49.99)
-		}
-		if i%10 == 0 {
-			c.AddEvent("cart", at, 82.5)
-		}
-		if i < 20 {
-			c.AddContact(store.Contact{Action: "winback-20", Channel: "web", At: at})
-		}
-	}
+	// A typical customer (bench_test.go): a dozen attributes, three event
+	// types, twenty contacts. Its record must stay far below its JSON form.
+	c := typicalCustomer("c-1042")
 	rec, err := appendCustomer(nil, c)
 	if err != nil {
 		t.Fatal(err)
