@@ -616,7 +616,7 @@ func (st *state) check(a *rules.Action) (string, reason) {
 		}
 	}
 	for _, c := range a.Caps {
-		if st.contacts(a.ID, c.Outcome, c.Window) >= c.Max {
+		if st.contactsUpTo(a.ID, c.Outcome, c.Window, c.Max) >= c.Max {
 			return "", reason{kind: rCap, id: a.ID}
 		}
 	}
@@ -655,7 +655,7 @@ func (st *state) policyCount(pi int) int64 {
 	cutoff := st.now - int64(pc.Window)
 	var n int64
 	cs := st.cust.Contacts
-	for i := len(cs) - 1; i >= 0 && cs[i].At >= cutoff; i-- {
+	for i := len(cs) - 1; i >= 0 && cs[i].At >= cutoff && n < pc.Max; i-- {
 		c := &cs[i]
 		if c.At <= st.now && uint8(c.Outcome) == pc.Outcome && pc.CountsChannel(c.Channel) && pc.CountsAction(c.Action) {
 			n++
@@ -668,13 +668,23 @@ func (st *state) policyCount(pi int) int64 {
 // contacts counts the customer's contacts with action and outcome inside
 // the window ending now.
 func (st *state) contacts(action string, outcome uint8, window time.Duration) int64 {
+	return st.contactsUpTo(action, outcome, window, math.MaxInt64)
+}
+
+// contactsUpTo is contacts, but stops counting at limit: a cap needs to
+// know whether it is reached, not by how much (newest first, so a
+// customer decided for often stops early).
+func (st *state) contactsUpTo(action string, outcome uint8, window time.Duration, limit int64) int64 {
 	cutoff := int64(math.MinInt64)
 	if window != rules.WindowAll {
 		cutoff = st.now - int64(window)
 	}
+	if outcome != rules.OutcomeServed && !st.mayHaveOutcome(action, outcome) {
+		return 0
+	}
 	var n int64
 	cs := st.cust.Contacts
-	for i := len(cs) - 1; i >= 0 && cs[i].At >= cutoff; i-- {
+	for i := len(cs) - 1; i >= 0 && cs[i].At >= cutoff && n < limit; i-- {
 		c := &cs[i]
 		if c.At <= st.now && uint8(c.Outcome) == outcome && c.Action == action {
 			n++
@@ -683,7 +693,18 @@ func (st *state) contacts(action string, outcome uint8, window time.Duration) in
 	return n
 }
 
+// mayHaveOutcome is false when the customer's Outcomes summary shows no
+// contact of action with outcome (never served: the summary leaves it
+// out), so that no scan is needed.
+func (st *state) mayHaveOutcome(action string, outcome uint8) bool {
+	m := st.cust.Outcomes
+	return m == nil || outcome == rules.OutcomeServed || outcome >= 8 || m[action]&(1<<outcome) != 0
+}
+
 func (st *state) hasOutcome(action string, outcome uint8) bool {
+	if !st.mayHaveOutcome(action, outcome) {
+		return false
+	}
 	for i := range st.cust.Contacts {
 		c := &st.cust.Contacts[i]
 		if c.Action == action && uint8(c.Outcome) == outcome && c.At <= st.now {

@@ -22,9 +22,10 @@ func actions(cs []store.Contact) string {
 }
 
 func TestAppendContacts(t *testing.T) {
+	const sec = int64(time.Second)
 	v1 := &store.Customer{ID: "x", Attributes: map[string]any{"a": 1.0}, Outcomes: map[string]uint8{}}
-	v2 := v1.AppendContacts([]store.Contact{{Action: "a", At: 10}, {Action: "b", At: 20}})
-	v3 := v2.AppendContacts([]store.Contact{{Action: "c", At: 20}, {Action: "d", At: 30, Outcome: store.Click}})
+	v2 := v1.AppendContacts([]store.Contact{{Action: "a", At: 10 * sec}, {Action: "b", At: 20 * sec}})
+	v3 := v2.AppendContacts([]store.Contact{{Action: "c", At: 20 * sec}, {Action: "d", At: 30 * sec, Outcome: store.Click}})
 	if got := actions(v3.Contacts); got != "a b c d" {
 		t.Errorf("v3: got %q", got)
 	}
@@ -39,12 +40,12 @@ func TestAppendContacts(t *testing.T) {
 	}
 	// In order with spare capacity: appended in place, same array.
 	v3.Contacts = slices.Grow(v3.Contacts, 10)
-	v4 := v3.AppendContacts([]store.Contact{{Action: "e", At: 30}})
+	v4 := v3.AppendContacts([]store.Contact{{Action: "e", At: 30 * sec}})
 	if &v4.Contacts[0] != &v3.Contacts[0] {
 		t.Error("an in-order append copied the history")
 	}
 	// Out of order: a new array, sorted, the older version untouched.
-	v5 := v4.AppendContacts([]store.Contact{{Action: "m", At: 15, Outcome: store.Dismiss}, {Action: "n", At: 20}})
+	v5 := v4.AppendContacts([]store.Contact{{Action: "m", At: 15 * sec, Outcome: store.Dismiss}, {Action: "n", At: 20 * sec}})
 	if got := actions(v5.Contacts); got != "a m b c n d e" {
 		t.Errorf("out of order: got %q", got)
 	}
@@ -53,6 +54,25 @@ func TestAppendContacts(t *testing.T) {
 	}
 	if v5.Outcomes["m"] != 1<<store.Dismiss || v4.Outcomes["m"] != 0 {
 		t.Errorf("outcomes: v4 %v, v5 %v", v4.Outcomes, v5.Outcomes)
+	}
+	// Slightly out of order (concurrent decisions): moved forward to the
+	// newest time and appended in place.
+	v5.Contacts = slices.Grow(v5.Contacts, 10)
+	late := []store.Contact{{Action: "p", At: 30*sec - store.OrderSlack}, {Action: "q", At: 30*sec - 1}}
+	v6 := v5.AppendContacts(late)
+	if got := actions(v6.Contacts); got != "a m b c n d e p q" {
+		t.Errorf("slightly late: got %q", got)
+	}
+	if &v6.Contacts[0] != &v5.Contacts[0] {
+		t.Error("a slightly late contact copied the history")
+	}
+	if v6.Contacts[7].At != 30*sec || v6.Contacts[8].At != 30*sec || late[0].At != 30*sec-store.OrderSlack {
+		t.Errorf("times: %d %d (want %d), input changed to %d", v6.Contacts[7].At, v6.Contacts[8].At, 30*sec, late[0].At)
+	}
+	// Later than the slack: inserted at its own time.
+	v7 := v6.AppendContacts([]store.Contact{{Action: "r", At: 30*sec - store.OrderSlack - 1}})
+	if got := actions(v7.Contacts); got != "a m b c n r d e p q" {
+		t.Errorf("late: got %q", got)
 	}
 	// Without a summary, none is made up.
 	if v := (&store.Customer{}).AppendContacts([]store.Contact{{Action: "a", Outcome: store.Click}}); v.Outcomes != nil {

@@ -248,8 +248,10 @@ func (c *Customer) ShallowCopy() *Customer {
 // into its spare capacity when there is some (amortized O(1) per contact,
 // whatever the length of the history); one older than the last one is
 // inserted into a new copy of the history. The Outcomes summary, if c
-// keeps one, is updated copy-on-write.
+// keeps one, is updated copy-on-write. Times are first put in order with
+// InOrder.
 func (c *Customer) AppendContacts(cts []Contact) *Customer {
+	cts = InOrder(c.Contacts, cts)
 	out := c.ShallowCopy()
 	for _, ct := range cts {
 		n := len(out.Contacts)
@@ -267,6 +269,40 @@ func (c *Customer) AppendContacts(cts []Contact) *Customer {
 		out.Outcomes = withOutcome(out.Outcomes, &ct)
 	}
 	return out
+}
+
+// OrderSlack is how much earlier than a customer's newest contact a new
+// contact may be and still be recorded after it, at the newest's time.
+// Concurrent decisions for one customer take their time before they record
+// their contacts, so they reach the store slightly out of order; moving
+// such a contact forward by at most this much keeps the history appended
+// to in place instead of copied (see AppendContacts). Caps and windows do
+// not notice a shift this small. Contacts older than that (feedback with
+// an earlier time, say) are inserted at their own time.
+const OrderSlack = int64(time.Second)
+
+// InOrder returns cts with the time of each contact raised to the newest
+// before it (in cur, then in cts) when it is at most OrderSlack earlier.
+// cts is not modified: a copy is returned when a time changes.
+func InOrder(cur, cts []Contact) []Contact {
+	var newest int64 = math.MinInt64
+	if len(cur) > 0 {
+		newest = cur[len(cur)-1].At
+	}
+	copied := false
+	for i := range cts {
+		at := cts[i].At
+		if at < newest && newest-at <= OrderSlack {
+			if !copied {
+				cts = slices.Clone(cts)
+				copied = true
+			}
+			cts[i].At = newest
+			at = newest
+		}
+		newest = max(newest, at)
+	}
+	return cts
 }
 
 // AddEvent folds one event into the customer's aggregates.
