@@ -23,11 +23,17 @@
 // before they are acknowledged; an AddEvents call for many customers is one
 // batch, all or nothing. Concurrent synced commits share fsyncs through
 // Pebble's group commit; the stripe locks are released before waiting for
-// the fsync so that writes to the same customer share them too. Record
-// (contacts) and Import commit with pebble.NoSync; a background loop syncs
-// the write-ahead log every SyncInterval when anything was written since
-// its last sync, and persists the in-memory statistics in the same synced
-// batch. Close does both one last time.
+// the fsync so that writes to the same customer share them too. Import
+// commits with pebble.NoSync. Record (contacts) stages its batch and
+// applies, with pebble.NoSync, everything staged so far unless another
+// request is doing so (pending.go): one commit for many decisions, as
+// Pebble's commit pipeline serializes commits on a mutex. Every synced
+// write, cache miss, import, sync and Close first waits for what was
+// staged before it to be applied. A background loop syncs the write-ahead
+// log every SyncInterval when anything was written since its last sync,
+// and persists the in-memory statistics in the same synced batch. Close
+// does both one last time. After a bulk load, Compact settles the LSM tree
+// (nudge import and nudge-bench gen call it).
 //
 // # Writes and the cache
 //

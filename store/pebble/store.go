@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"cmp"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -56,6 +57,7 @@ type Store struct {
 
 	retention atomic.Int64 // how long contacts are kept, nanoseconds
 	unsynced  atomic.Bool  // a NoSync write was applied since the last WAL sync
+	pend      *pending     // contacts staged for the next group apply
 	now       func() time.Time
 
 	closeMu   sync.RWMutex // held shared by operations that use db or cache.Wait/Set
@@ -139,6 +141,7 @@ func open(opts Options, db *pebble.DB) (*Store, error) {
 		stop:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
+	s.pend = newPending(db, &s.unsynced)
 	s.retention.Store(int64(store.MaxDays * 24 * time.Hour))
 	return s, nil
 }
@@ -243,6 +246,10 @@ func (s *Store) loadLocked(id string, waited *bool) (*store.Customer, *entry, in
 		if e, ok := s.cache.Get(id); ok {
 			return e.c.Load(), e, e.size, nil
 		}
+	}
+	// Pebble must hold every contact staged for id before it is read.
+	if err := s.pend.drain(); err != nil {
+		return nil, nil, 0, err
 	}
 	c, size, err := s.read(id)
 	return c, nil, size, err
@@ -444,13 +451,16 @@ func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 }
 
 // write applies changes under the stripe locks held by the caller: one
-// batch, then the cache. If durable, it commits with an fsync and returns a
-// function that waits for the fsync, to call after the locks are released:
-// the next write to the same customers then joins the same group commit
+// batch, then the cache. It returns a function to call after the locks are
+// released. If durable, it commits with an fsync (after anything staged
+// before it, see pending.go) and the function waits for the fsync: the
+// next write to the same customers then joins the same group commit
 // instead of waiting for this fsync under the lock. Writes that follow see
 // this one in Pebble and the cache before it is durable, but a crash loses
 // a suffix of the log, never a write without the ones before it, and
-// nothing is acknowledged before its fsync.
+// nothing is acknowledged before its fsync. If not durable, the batch is
+// staged for the next group apply and the function applies it unless
+// another goroutine is doing so.
 func (s *Store) write(changes []change, durable bool) (wait func() error, err error) {
 	b := s.db.NewBatch()
 	bp := bufPool.Get().(*[]byte)
@@ -462,10 +472,12 @@ func (s *Store) write(changes []change, durable bool) (wait func() error, err er
 		}
 	}
 	if durable {
-		err = s.db.ApplyNoSyncWait(b, pebble.Sync)
+		err = s.pend.drain()
+		if err == nil {
+			err = s.db.ApplyNoSyncWait(b, pebble.Sync)
+		}
 	} else {
-		err = s.db.Apply(b, pebble.NoSync)
-		s.unsynced.Store(true)
+		err = s.pend.stage(b)
 	}
 	if err != nil {
 		b.Close()
@@ -475,7 +487,7 @@ func (s *Store) write(changes []change, durable bool) (wait func() error, err er
 		s.cacheLocked(ch.id, ch.e, ch.c, ch.size)
 	}
 	if !durable {
-		return nil, b.Close()
+		return s.pend.apply, b.Close()
 	}
 	return func() error {
 		err := b.SyncWait()
@@ -666,13 +678,23 @@ func (s *Store) record(id string, contacts []store.Contact) error {
 		return err
 	}
 	defer s.leave()
+	apply, err := s.recordLocked(id, contacts)
+	if err == nil && apply != nil {
+		err = apply()
+	}
+	return err
+}
+
+// recordLocked stages the contacts under id's stripe lock and returns the
+// function that applies them, or nil if there is nothing to write.
+func (s *Store) recordLocked(id string, contacts []store.Contact) (func() error, error) {
 	mu := &s.stripes[s.stripe(id)]
 	mu.Lock()
 	defer mu.Unlock()
 	waited := false
 	old, e, size, err := s.loadLocked(id, &waited)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cutoff, slack := s.cutoff()
 	kept := contacts
@@ -683,21 +705,23 @@ func (s *Store) record(id string, contacts []store.Contact) error {
 		}
 	}
 	if len(kept) == 0 {
-		return nil
+		return nil, nil
 	}
 	var chs [1]change
 	ch := &chs[0]
-	*ch = change{id: id, e: e, size: size, added: kept}
+	*ch = change{id: id, e: e, size: size}
 	if old == nil {
 		old = newCustomer(id)
 		ch.main = true
 	}
+	// The keys take the times AppendContacts gives the contacts.
+	kept = store.InOrder(old.Contacts, kept)
+	ch.added = kept
 	var seqs [4]uint32
 	ch.seqs = contactSeqs(old.Contacts, kept, seqs[:0])
 	ch.c = old.AppendContacts(kept)
 	ch.prune(cutoff, slack)
-	_, err = s.write(chs[:], false)
-	return err
+	return s.write(chs[:], false)
 }
 
 // ServedSince implements store.Store, at the resolution described in
@@ -769,6 +793,10 @@ func (s *Store) Import(customers []*store.Customer) error {
 			return fmt.Errorf("cannot import customer %q: %w", changes[i].id, err)
 		}
 	}
+	// After anything staged for these customers (see pending.go).
+	if err := s.pend.drain(); err != nil {
+		return fmt.Errorf("cannot import: %w", err)
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("cannot import: %w", err)
 	}
@@ -791,12 +819,33 @@ func (s *Store) Sync() error {
 	return s.flush()
 }
 
+// Compact rewrites the whole database into its settled shape. A bulk load
+// (Import) leaves many overlapping files at the top of the LSM tree, which
+// Pebble would otherwise compact in the background while serving, at the
+// cost of CPU the decisions need; call Compact after one.
+func (s *Store) Compact() error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	if err := s.pend.drain(); err != nil {
+		return fmt.Errorf("cannot compact: %w", err)
+	}
+	if err := s.db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		return fmt.Errorf("cannot compact: %w", err)
+	}
+	return nil
+}
+
 // Empty reports whether no customer is stored.
 func (s *Store) Empty() (bool, error) {
 	if err := s.enter(); err != nil {
 		return false, err
 	}
 	defer s.leave()
+	if err := s.pend.drain(); err != nil {
+		return false, fmt.Errorf("cannot read store: %w", err)
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte("c"), UpperBound: []byte("d")})
 	if err != nil {
 		return false, fmt.Errorf("cannot read store: %w", err)
@@ -836,6 +885,9 @@ func (s *Store) syncLoop() {
 func (s *Store) flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
+	if err := s.pend.drain(); err != nil {
+		return fmt.Errorf("cannot sync: %w", err)
+	}
 	// Swap before writing: a write applied after the swap sets the flag
 	// again and is synced next time.
 	unsynced := s.unsynced.Swap(false)
@@ -871,6 +923,7 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		s.closeMu.Unlock()
 		err := s.flush()
+		s.pend.close()
 		s.cache.Close()
 		s.closeErr = errors.Join(err, s.db.Close())
 	})

@@ -1,0 +1,129 @@
+package pebblestore
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nudge-engine/nudge/store"
+)
+
+// stageOnly records contacts like Record, but leaves them staged: the
+// apply that Record runs after releasing the lock is not run, as when
+// another goroutine is applying.
+func stageOnly(t *testing.T, s *Store, id string, cts ...store.Contact) {
+	t.Helper()
+	apply, err := s.recordLocked(id, cts)
+	if err != nil || apply == nil {
+		t.Fatalf("recordLocked: %v (apply %v)", err, apply != nil)
+	}
+	if s.pend.empty() {
+		t.Fatal("nothing staged")
+	}
+}
+
+// TestPendingOrder: staged contacts reach Pebble before anything that
+// follows them: a cache miss, a delete, an attribute write, the sync, and
+// Close.
+func TestPendingOrder(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	now := time.Now().UnixNano()
+
+	// A miss reads what was staged for the customer.
+	stageOnly(t, s, "miss", served("a", now))
+	s.cache.Wait()
+	s.cache.Del("miss")
+	if c := mustCustomer(t, s, "miss"); c == nil || actions(c.Contacts) != "a" {
+		t.Fatalf("miss after a staged contact: %+v", c)
+	}
+	if !s.pend.empty() {
+		t.Error("the miss left writes staged")
+	}
+
+	// A delete after a staged contact deletes it; one staged after the
+	// delete survives it.
+	stageOnly(t, s, "del", served("a", now))
+	if ok, err := s.Delete("del"); err != nil || !ok {
+		t.Fatalf("Delete: %v, %v", ok, err)
+	}
+	stageOnly(t, s, "del", served("b", now+1))
+
+	// An attribute write keeps a contact staged before it.
+	stageOnly(t, s, "put", served("a", now))
+	if err := s.PutAttributes("put", map[string]any{"tier": "gold"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, contacts := countKeys(t, s, "put"); contacts != 1 {
+		t.Errorf("put: %d contact keys after the synced write; want 1", contacts)
+	}
+
+	// Close applies what is left.
+	stageOnly(t, s, "close", served("a", now), served("b", now+1))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	for id, want := range map[string]string{"miss": "a", "del": "b", "put": "a", "close": "a b"} {
+		if c := mustCustomer(t, s, id); c == nil || actions(c.Contacts) != want {
+			t.Errorf("%s after reopening: %+v; want contacts %q", id, c, want)
+		}
+	}
+	if c := mustCustomer(t, s, "put"); c == nil || c.Attributes["tier"] != "gold" {
+		t.Errorf("put lost its attributes: %+v", c)
+	}
+}
+
+// TestPendingConcurrent: many goroutines recording for a few customers
+// (one applying, the others staging behind it), with misses forced by
+// deleting cache entries, lose no contact.
+func TestPendingConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	const workers, per, ids = 8, 200, 5
+	base := time.Now().UnixNano()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				id := string(rune('a' + (w+i)%ids))
+				if err := s.Record(id, []store.Contact{served("x", base+int64(i))}, nil); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%50 == 0 {
+					mu := &s.stripes[s.stripe(id)]
+					mu.Lock()
+					s.cache.Wait()
+					s.cache.Del(id)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for i := range ids {
+		c := mustCustomer(t, s, string(rune('a'+i)))
+		if c != nil {
+			total += len(c.Contacts)
+		}
+	}
+	if total != workers*per {
+		t.Errorf("%d contacts in memory; want %d", total, workers*per)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	total = 0
+	for i := range ids {
+		_, n := countKeys(t, s, string(rune('a'+i)))
+		total += n
+	}
+	if total != workers*per {
+		t.Errorf("%d contact keys after reopening; want %d", total, workers*per)
+	}
+}
