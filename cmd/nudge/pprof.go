@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -26,6 +27,10 @@ func servePprof(addr string, log zerolog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen for pprof: %w", err)
 	}
+	// Contention profiles (/debug/pprof/mutex and /block): one mutex
+	// contention event in 10, blocking sampled per 100 µs blocked.
+	runtime.SetMutexProfileFraction(10)
+	runtime.SetBlockProfileRate(100_000)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
