@@ -672,46 +672,17 @@ func (st *state) contacts(action string, outcome uint8, window time.Duration) in
 }
 
 // contactsUpTo is contacts, but stops counting at limit: a cap needs to
-// know whether it is reached, not by how much (newest first, so a
-// customer decided for often stops early).
+// know whether it is reached, not by how much.
 func (st *state) contactsUpTo(action string, outcome uint8, window time.Duration, limit int64) int64 {
-	cutoff := int64(math.MinInt64)
+	from := int64(math.MinInt64)
 	if window != rules.WindowAll {
-		cutoff = st.now - int64(window)
+		from = st.now - int64(window)
 	}
-	if outcome != rules.OutcomeServed && !st.mayHaveOutcome(action, outcome) {
-		return 0
-	}
-	var n int64
-	cs := st.cust.Contacts
-	for i := len(cs) - 1; i >= 0 && cs[i].At >= cutoff && n < limit; i-- {
-		c := &cs[i]
-		if c.At <= st.now && uint8(c.Outcome) == outcome && c.Action == action {
-			n++
-		}
-	}
-	return n
-}
-
-// mayHaveOutcome is false when the customer's Outcomes summary shows no
-// contact of action with outcome (never served: the summary leaves it
-// out), so that no scan is needed.
-func (st *state) mayHaveOutcome(action string, outcome uint8) bool {
-	m := st.cust.Outcomes
-	return m == nil || outcome == rules.OutcomeServed || outcome >= 8 || m[action]&(1<<outcome) != 0
+	return st.cust.CountContacts(action, store.Outcome(outcome), from, st.now, limit)
 }
 
 func (st *state) hasOutcome(action string, outcome uint8) bool {
-	if !st.mayHaveOutcome(action, outcome) {
-		return false
-	}
-	for i := range st.cust.Contacts {
-		c := &st.cust.Contacts[i]
-		if c.Action == action && uint8(c.Outcome) == outcome && c.At <= st.now {
-			return true
-		}
-	}
-	return false
+	return st.cust.HadOutcome(action, store.Outcome(outcome), st.now)
 }
 
 // autoChannel picks the highest-scoring defined channel whose when holds

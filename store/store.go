@@ -85,6 +85,11 @@ type Customer struct {
 	// and update it when they append a contact with a new outcome; it is
 	// never modified in place, only replaced, so versions share it.
 	Outcomes map[string]uint8
+
+	// index speeds up counting one action's contacts (CountContacts) in
+	// a long history; nil means scan. See index.go for how versions share
+	// it. Summarize builds it; AppendContacts and Pruned keep it.
+	index *contactIndex
 }
 
 // Empty reports whether nothing is stored for the customer.
@@ -156,6 +161,7 @@ func (c *Customer) AddContact(ct Contact) {
 	copy(c.Contacts[i+1:], c.Contacts[i:])
 	c.Contacts[i] = ct
 	c.Outcomes = withOutcome(c.Outcomes, &ct)
+	c.index = nil // positions moved: scan
 }
 
 // PruneContacts drops contacts older than cutoff (Unix nanoseconds). It
@@ -168,6 +174,7 @@ func (c *Customer) PruneContacts(cutoff int64) {
 		if c.Outcomes != nil {
 			c.Outcomes = SummarizeOutcomes(c.Contacts)
 		}
+		c.index = nil // positions moved: scan
 	}
 }
 
@@ -228,7 +235,7 @@ func (c *Customer) Pruned(cutoff int64) (*Customer, int) {
 		out.Contacts = make([]Contact, n, n+n/4+8)
 		copy(out.Contacts, cs[i:])
 	}
-	out.Outcomes = SummarizeOutcomes(out.Contacts)
+	out.Summarize()
 	return out, i
 }
 
@@ -253,11 +260,16 @@ func (c *Customer) ShallowCopy() *Customer {
 func (c *Customer) AppendContacts(cts []Contact) *Customer {
 	cts = InOrder(c.Contacts, cts)
 	out := c.ShallowCopy()
+	newArray := false // the index of c no longer fits
 	for _, ct := range cts {
 		n := len(out.Contacts)
 		if n == 0 || out.Contacts[n-1].At <= ct.At {
 			out.Contacts = append(out.Contacts, ct)
+			if out.index != nil && !newArray {
+				out.index = out.index.with(ct.Action, int32(n))
+			}
 		} else {
+			newArray = true
 			// Out of order: never shift elements of a shared array.
 			i := sort.Search(n, func(i int) bool { return out.Contacts[i].At > ct.At })
 			cs := make([]Contact, n+1, n+1+n/4+8)
@@ -267,6 +279,9 @@ func (c *Customer) AppendContacts(cts []Contact) *Customer {
 			out.Contacts = cs
 		}
 		out.Outcomes = withOutcome(out.Outcomes, &ct)
+	}
+	if newArray || (out.index == nil && len(out.Contacts) >= indexMin) {
+		out.index = buildIndex(out.Contacts)
 	}
 	return out
 }
@@ -474,6 +489,7 @@ func (c *Customer) Copy() *Customer {
 	}
 	out := c.CopySharingContacts()
 	out.Contacts = slices.Clone(c.Contacts)
+	out.index = nil // a new array: scan
 	return out
 }
 
@@ -486,7 +502,7 @@ func (c *Customer) CopySharingContacts() *Customer {
 	if c == nil {
 		return nil
 	}
-	out := &Customer{ID: c.ID, Contacts: c.Contacts, Outcomes: c.Outcomes}
+	out := &Customer{ID: c.ID, Contacts: c.Contacts, Outcomes: c.Outcomes, index: c.index}
 	if c.Attributes != nil {
 		out.Attributes = make(map[string]any, len(c.Attributes))
 		for k, v := range c.Attributes {

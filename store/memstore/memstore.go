@@ -144,7 +144,7 @@ func (s *Store) record(id string, contacts []store.Contact) {
 	case !s.owned[id]:
 		c = c.ShallowCopy()
 		c.Contacts = slices.Clone(c.Contacts)
-		c.Outcomes = store.SummarizeOutcomes(c.Contacts)
+		c.Summarize()
 	}
 	c = c.AppendContacts(kept)
 	if c.NeedsPrune(cutoff, store.PruneSlack(s.retention)) {

@@ -293,7 +293,7 @@ func (s *Store) read(id string) (*store.Customer, int, error) {
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, 0, fmt.Errorf("cannot read contacts of customer %q: %w", id, err)
 	}
-	c.Outcomes = store.SummarizeOutcomes(c.Contacts)
+	c.Summarize()
 	return c, size, nil
 }
 

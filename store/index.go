@@ -1,0 +1,153 @@
+package store
+
+import (
+	"math"
+	"sync/atomic"
+)
+
+// indexMin is the length of history from which a customer keeps a
+// contact index: below it a scan is as fast.
+const indexMin = 32
+
+// contactIndex lists, for each action, the positions of its contacts in
+// a customer's Contacts, ascending, so that counting the contacts of one
+// action (caps, shown(), outcomes()) costs the contacts of that action in
+// the window, not the whole history: a customer decided for thousands of
+// times (a bot, a shared id) has up to MaxContacts contacts, and a ruleset
+// with many capped actions counts for each of them.
+//
+// It follows the sharing rules of Customer: versions that share a
+// Contacts array share the index. The single writer of the newest version
+// (AppendContacts) appends positions in place and publishes each list's
+// new length atomically; readers of older versions ignore positions at or
+// beyond their own len(Contacts). The map is never modified once
+// published: an action seen for the first time gets a new map holding the
+// same lists. A new array (an out-of-order insert, a prune, a copy) gets a
+// new index.
+type contactIndex struct {
+	actions map[string]*positions
+}
+
+// positions is one action's list. arr is replaced when it grows; n is
+// stored after arr and after the element, and read first.
+type positions struct {
+	arr atomic.Pointer[[]int32]
+	n   atomic.Int32
+}
+
+func (p *positions) add(pos int32) {
+	n := p.n.Load()
+	arr := *p.arr.Load()
+	if int(n) == len(arr) {
+		grown := make([]int32, max(2*len(arr), 4))
+		copy(grown, arr)
+		arr = grown
+		arr[n] = pos
+		p.arr.Store(&arr)
+	} else {
+		arr[n] = pos
+	}
+	p.n.Store(n + 1)
+}
+
+// load returns the positions published so far.
+func (p *positions) load() []int32 {
+	n := p.n.Load()
+	return (*p.arr.Load())[:n]
+}
+
+func newPositions() *positions {
+	p := new(positions)
+	var arr []int32
+	p.arr.Store(&arr)
+	return p
+}
+
+// buildIndex indexes cs, or returns nil when cs is too short to need it.
+func buildIndex(cs []Contact) *contactIndex {
+	if len(cs) < indexMin {
+		return nil
+	}
+	x := &contactIndex{actions: make(map[string]*positions)}
+	for i := range cs {
+		p := x.actions[cs[i].Action]
+		if p == nil {
+			p = newPositions()
+			x.actions[cs[i].Action] = p
+		}
+		p.add(int32(i))
+	}
+	return x
+}
+
+// with returns the index with position pos of action added: x itself, or
+// a new index sharing x's lists when action is new.
+func (x *contactIndex) with(action string, pos int32) *contactIndex {
+	if p := x.actions[action]; p != nil {
+		p.add(pos)
+		return x
+	}
+	m := make(map[string]*positions, len(x.actions)+1)
+	for a, p := range x.actions {
+		m[a] = p
+	}
+	p := newPositions()
+	p.add(pos)
+	m[action] = p
+	return &contactIndex{actions: m}
+}
+
+// CountContacts counts the contacts of action with outcome o whose time is
+// within [from, to], stopping at limit (a cap needs to know whether it is
+// reached, not by how much). It reads the newest first.
+func (c *Customer) CountContacts(action string, o Outcome, from, to, limit int64) int64 {
+	if c == nil || limit <= 0 {
+		return 0
+	}
+	if o != Served && c.Outcomes != nil && o < 8 && c.Outcomes[action]&(1<<o) == 0 {
+		return 0
+	}
+	cs := c.Contacts
+	var n int64
+	if x := c.index; x != nil {
+		p := x.actions[action]
+		if p == nil {
+			return 0
+		}
+		ps := p.load()
+		for i := len(ps) - 1; i >= 0 && n < limit; i-- {
+			pos := int(ps[i])
+			if pos >= len(cs) {
+				continue // appended by a newer version
+			}
+			k := &cs[pos]
+			if k.At < from {
+				break
+			}
+			if k.At <= to && k.Outcome == o {
+				n++
+			}
+		}
+		return n
+	}
+	for i := len(cs) - 1; i >= 0 && cs[i].At >= from && n < limit; i-- {
+		if k := &cs[i]; k.At <= to && k.Outcome == o && k.Action == action {
+			n++
+		}
+	}
+	return n
+}
+
+// HadOutcome reports whether the customer gave outcome o for action at or
+// before time to.
+func (c *Customer) HadOutcome(action string, o Outcome, to int64) bool {
+	return c.CountContacts(action, o, math.MinInt64, to, 1) > 0
+}
+
+// Summarize rebuilds what a store keeps beside the contacts, the Outcomes
+// summary and the contact index, after the owner of c has set its
+// Contacts.
+func (c *Customer) Summarize() {
+	c.Outcomes = SummarizeOutcomes(c.Contacts)
+	c.index = buildIndex(c.Contacts)
+}

@@ -1,0 +1,140 @@
+package store
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+// naiveCount is CountContacts by definition.
+func naiveCount(cs []Contact, action string, o Outcome, from, to, limit int64) int64 {
+	var n int64
+	for _, k := range cs {
+		if k.Action == action && k.Outcome == o && k.At >= from && k.At <= to {
+			n++
+		}
+	}
+	return min(n, max(limit, 0))
+}
+
+// checkCounts compares CountContacts on v with the definition for every
+// action, outcome and a few windows and limits.
+func checkCounts(t *testing.T, name string, v *Customer, r *rand.Rand) {
+	t.Helper()
+	if len(v.Contacts) == 0 {
+		return
+	}
+	last := v.Contacts[len(v.Contacts)-1].At
+	for a := range 6 {
+		action := fmt.Sprintf("a%d", a)
+		for o := Served; o < Holdout; o++ {
+			from := last - r.Int64N(int64(200*time.Second))
+			to := last - r.Int64N(int64(20*time.Second))
+			for _, lim := range []int64{1, 3, math.MaxInt64} {
+				got := v.CountContacts(action, o, from, to, lim)
+				want := naiveCount(v.Contacts, action, o, from, to, lim)
+				if got != want {
+					t.Fatalf("%s (%d contacts, indexed %v): CountContacts(%s, %v, window, limit %d) = %d; want %d",
+						name, len(v.Contacts), v.index != nil, action, o, lim, got, want)
+				}
+			}
+			if got, want := v.HadOutcome(action, o, to), naiveCount(v.Contacts, action, o, math.MinInt64, to, 1) > 0; got != want {
+				t.Fatalf("%s: HadOutcome(%s, %v) = %v; want %v", name, action, o, got, want)
+			}
+		}
+	}
+}
+
+// TestContactIndex: counts through the index equal the definition on the
+// newest version and on every older one, through appends in place, out of
+// order inserts, prunes, attribute copies and a rebuilt summary.
+func TestContactIndex(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	sec := int64(time.Second)
+	cur := &Customer{ID: "x", Outcomes: map[string]uint8{}}
+	var versions []*Customer
+	at := int64(1_000_000) * sec
+	indexed := false
+	for step := range 600 {
+		var cts []Contact
+		for range 1 + r.IntN(3) {
+			at += r.Int64N(3 * sec)
+			k := Contact{Action: fmt.Sprintf("a%d", r.IntN(5)), Outcome: Outcome(r.IntN(int(Holdout))), At: at}
+			if r.IntN(20) == 0 {
+				k.At -= 30 * sec // out of order: a new array
+			}
+			cts = append(cts, k)
+		}
+		cur = cur.AppendContacts(cts)
+		switch r.IntN(40) {
+		case 0:
+			cur, _ = cur.Pruned(cur.Contacts[len(cur.Contacts)/4].At)
+		case 1:
+			cur = cur.CopySharingContacts()
+		case 2:
+			cp := cur.ShallowCopy()
+			cp.Summarize()
+			cur = cp
+		}
+		indexed = indexed || cur.index != nil
+		versions = append(versions, cur)
+		checkCounts(t, fmt.Sprintf("step %d", step), cur, r)
+	}
+	if !indexed {
+		t.Fatal("no version had an index")
+	}
+	for i, v := range versions {
+		checkCounts(t, fmt.Sprintf("old version %d", i), v, r)
+	}
+	// A copy and a hand-built customer scan.
+	cp := cur.Copy()
+	cp.AddContact(Contact{Action: "a1", At: cur.Contacts[0].At})
+	if cp.index != nil {
+		t.Error("AddContact kept an index whose positions moved")
+	}
+	checkCounts(t, "copy", cp, r)
+}
+
+// TestContactIndexConcurrent: readers of older versions count while the
+// writer appends to the shared history and index (run with -race).
+func TestContactIndexConcurrent(t *testing.T) {
+	cur := &Customer{ID: "x", Outcomes: map[string]uint8{}}
+	for i := range 100 {
+		cur = cur.AppendContacts([]Contact{{Action: fmt.Sprintf("a%d", i%4), At: int64(i)}})
+	}
+	if cur.index == nil {
+		t.Fatal("no index after 100 contacts")
+	}
+	snap := cur
+	want := naiveCount(snap.Contacts, "a1", Served, 0, math.MaxInt64, math.MaxInt64)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if got := snap.CountContacts("a1", Served, 0, math.MaxInt64, math.MaxInt64); got != want {
+					t.Errorf("an older version counted %d; want %d", got, want)
+					return
+				}
+			}
+		}()
+	}
+	for i := 100; i < 5000; i++ {
+		cur = cur.AppendContacts([]Contact{{Action: fmt.Sprintf("a%d", i%7), At: int64(i)}})
+	}
+	close(stop)
+	wg.Wait()
+	if got, want := cur.CountContacts("a6", Served, 0, math.MaxInt64, math.MaxInt64), naiveCount(cur.Contacts, "a6", Served, 0, math.MaxInt64, math.MaxInt64); got != want {
+		t.Errorf("newest: %d; want %d", got, want)
+	}
+}
