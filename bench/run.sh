@@ -10,7 +10,7 @@
 #      closed loop (ceiling, nudge, ceiling, nudge), then nudge in open loop
 #      at half its measured throughput;
 #   4. event ingest (batches of 100, single events) and a decide run with a
-#      1 MiB cache (smaller than the working set);
+#      32 MiB cache (far smaller than the working set);
 #   5. writes bench/results/<date>-<hash>[-quick].md, its SVG plots, and the
 #      raw JSON results in the directory of the same name.
 #
@@ -26,7 +26,7 @@ full)
 	customers=${BENCH_CUSTOMERS:-1000000}
 	duration=${BENCH_DURATION:-10s}
 	warmup=${BENCH_WARMUP:-1s}      # before each measured run
-	serverwarm=${BENCH_SERVERWARM:-5s} # once per server start
+	serverwarm=${BENCH_SERVERWARM:-20s} # once per server start: fills the cache
 	benchtime=${BENCH_BENCHTIME:-1s}
 	suffix=""
 	;;
@@ -162,6 +162,13 @@ group() {
 	stop "$ceiling_pid"
 	cmd "$nb" run --url "$url" "${load[@]}" --mode open --rate-from "$raw/$g-nudge-1.json,$raw/$g-nudge-2.json" --rate-factor 0.5 \
 		--warmup "$warmup" --duration "$duration" --name "$g-open-half" --group "$g" --out "$raw/$g-open-half.json"
+	counters "$g (default cache)"
+}
+
+# counters notes the server's customer reads from the cache and from Pebble.
+counters() {
+	curl -s "$url/metrics" | grep -E '^nudge_cache_(hits|misses)_total' | tr '\n' ' ' |
+		sed "s/^/$1, server counters since its start: /; s/\$/\\n/" >>"$notes" || true
 }
 
 group demo testdata/storefront/rules
@@ -175,14 +182,15 @@ stop "$nudge_pid"
 group actions-1000 "$work/rules-1000" --placements "$(seq -f 'p%02g' -s, 0 19 | sed 's/,$//')"
 stop "$nudge_pid"
 
-echo "== small cache: --cache-mb 1, demo rules"
-serve testdata/storefront/rules --cache-mb 1
+small_mb=${BENCH_SMALL_CACHE_MB:-32}
+echo "== small cache: --cache-mb $small_mb, demo rules"
+serve testdata/storefront/rules --cache-mb "$small_mb"
 cmd "$nb" run --url "$url" "${common[@]}" --duration "$serverwarm" --name small-cache-warmup --out "$work/small-cache-warmup.json"
 cmd "$nb" run --url "$url" "${common[@]}" --warmup "$warmup" --duration "$duration" \
 	--name small-cache-closed --group small-cache --out "$raw/small-cache-closed.json"
 cmd "$nb" run --url "$url" "${common[@]}" --mode open --rate-from "$raw/small-cache-closed.json" --rate-factor 0.5 \
 	--warmup "$warmup" --duration "$duration" --name small-cache-open-half --group small-cache --out "$raw/small-cache-open-half.json"
-curl -s "$url/metrics" | grep -E '^nudge_cache_(hits|misses)_total' | tr '\n' ' ' | sed 's/^/small-cache run, server counters: /; s/$/\n/' >>"$notes" || true
+counters "small-cache (--cache-mb $small_mb)"
 stop "$nudge_pid"
 
 elapsed=$(($(date +%s) - started))

@@ -183,11 +183,14 @@ func (c *Customer) PruneContacts(cutoff int64) {
 // of it, so that the copy this takes is rare. Windows that reach back past
 // the oldest contact kept then count too few contacts (a frequency cap
 // errs toward contacting the customer) and outcomes given before it are
-// forgotten. It is far above what a frequency cap of any sense lets one
-// customer receive within MaxDays days: only a runaway client or a bot
-// reaches it, and without the cap its history, which every decision reads
-// and every cache miss loads, would grow without bound.
-const MaxContacts = 20000
+// forgotten. That takes over 700 contacts a day for a 7-day window, 160 a
+// day for a 30-day one: a runaway client, a bot or an id shared by many
+// visitors. The bound keeps such a customer from costing every cache miss
+// a read of an unbounded history and the cache the memory of it (5,000
+// contacts are about 250 KB decoded and a few hundred microseconds to
+// read; the benchmark's Zipf-distributed ids make its hottest customers
+// reach the bound within seconds).
+const MaxContacts = 5000
 
 // pruneTo is how many contacts a prune for MaxContacts keeps.
 const pruneTo = MaxContacts * 3 / 4

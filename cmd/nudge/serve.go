@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -31,7 +32,8 @@ keeps the old rules. SIGHUP reloads; SIGTERM drains and exits.
 
 Environment: NUDGE_API_KEY (decide, events, feedback need X-API-Key),
 NUDGE_ADMIN_TOKEN (admin endpoints need "Authorization: Bearer ..."; unset:
-admin endpoints answer loopback clients only).
+admin endpoints answer loopback clients only), GOMEMLIMIT (the Go runtime's
+memory limit, kept unless --memory-limit-mb is given).
 
 Flags:
 `
@@ -40,6 +42,7 @@ Flags:
 type serveConfig struct {
 	addr, rulesDir, dataDir  string
 	cacheMB                  int
+	memoryLimitMB            int
 	logFormat, logLevel      string
 	cors                     string
 	maxBody, maxInFlight     int
@@ -59,6 +62,8 @@ func runServe(args []string, stderr io.Writer) int {
 	fs.StringVar(&c.rulesDir, "rules", "", "rules directory (required)")
 	fs.StringVar(&c.dataDir, "data", "", "data directory of the store (required)")
 	fs.IntVar(&c.cacheMB, "cache-mb", 256, "size of the customer cache in MiB")
+	fs.IntVar(&c.memoryLimitMB, "memory-limit-mb", 0,
+		"soft memory limit of the Go runtime in MiB; 0: GOMEMLIMIT if set, else 128 + 5/4 × cache-mb (+ Pebble's caches in a build without cgo)")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or console")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.cors, "cors-origin", "", "comma-separated origins allowed to call decide and feedback from browsers")
@@ -74,7 +79,7 @@ func runServe(args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if c.rulesDir == "" || c.dataDir == "" || fs.NArg() != 0 {
+	if c.rulesDir == "" || c.dataDir == "" || fs.NArg() != 0 || c.memoryLimitMB < 0 {
 		fs.Usage()
 		return 2
 	}
@@ -91,7 +96,15 @@ func runServe(args []string, stderr io.Writer) int {
 }
 
 func serve(c serveConfig, log zerolog.Logger) error {
-	st, err := pebblestore.Open(pebblestore.Options{Dir: c.dataDir, CacheMB: c.cacheMB, Logger: pebbleLogger{log}})
+	sopts := pebblestore.Options{Dir: c.dataDir, CacheMB: c.cacheMB, Logger: pebbleLogger{log}}
+	sopts.EnsureDefaults()
+	if limit, from := memoryLimit(c.memoryLimitMB, &sopts, os.Getenv("GOMEMLIMIT") != "", pebbleInGoHeap()); limit > 0 {
+		debug.SetMemoryLimit(limit)
+		log.Info().Int64("memory_limit_mib", limit>>20).Str("from", from).Msg("Go memory limit set")
+	} else {
+		log.Info().Str("GOMEMLIMIT", os.Getenv("GOMEMLIMIT")).Msg("Go memory limit from the environment")
+	}
+	st, err := pebblestore.Open(sopts)
 	if err != nil {
 		return fmt.Errorf("cannot open store: %w", err)
 	}
@@ -200,4 +213,55 @@ func serve(c serveConfig, log zerolog.Logger) error {
 			return nil
 		}
 	}
+}
+
+// memoryBaseMB is the part of the derived memory limit that is not the
+// customer cache: the rulesets, the requests in flight, the cache's
+// admission counters, Pebble's Go-side state (table readers, iterators),
+// goroutine stacks, and room for garbage.
+const memoryBaseMB = 128
+
+// memoryLimit returns the soft memory limit nudge serve gives the Go
+// runtime (debug.SetMemoryLimit), in bytes, and where it comes from:
+// flagMB if positive; none (0) if GOMEMLIMIT is set (envSet), which the
+// runtime has applied already; else derived from the store's options:
+// memoryBaseMB plus the cache and a quarter of it as room for garbage,
+// plus Pebble's block cache and memtables when they are in the Go heap
+// (pebbleInGo). With GOGC=100 alone, the heap grows to twice the live
+// heap before a collection, and the cache, once full, is most of the live
+// heap: the limit makes the collector run before that, once the heap
+// exceeds the cache by its headroom. A live heap over the limit makes the
+// collector run more often (at most half the CPU), never fail.
+func memoryLimit(flagMB int, st *pebblestore.Options, envSet, pebbleInGo bool) (int64, string) {
+	switch {
+	case flagMB > 0:
+		return int64(flagMB) << 20, "--memory-limit-mb"
+	case envSet:
+		return 0, "GOMEMLIMIT"
+	}
+	mb := int64(memoryBaseMB) + int64(st.CacheMB) + int64(st.CacheMB)/4
+	if pebbleInGo {
+		mb += int64(st.PebbleMB())
+	}
+	return mb << 20, "derived from --cache-mb"
+}
+
+// pebbleInGoHeap reports whether Pebble's block cache and memtables are
+// allocated from the Go heap: without cgo, and in race builds (sometimes).
+// With cgo, Pebble allocates them with C's malloc, outside the limit.
+func pebbleInGoHeap() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return true
+	}
+	cgo := false
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "CGO_ENABLED":
+			cgo = s.Value == "1"
+		case s.Key == "-race" && s.Value == "true":
+			return true
+		}
+	}
+	return !cgo
 }

@@ -26,8 +26,11 @@ import (
 // Each contact is one Pebble value under keyContact: 'k', the id (a string,
 // so that no id's keys are a prefix of another's), the time (big-endian,
 // sign bit flipped, so that keys sort by time) and a sequence number that
-// tells contacts at the same time apart (the count of the customer's
-// contacts at that time before it: keys sort in the order of Contacts).
+// tells contacts at the same time apart: an import numbers the contacts at
+// one time 0, 1, ... (sortedSeqs); Record takes the store's counter with
+// the high bit set (recordSeqs), so that the two never collide and
+// recording needs no read of the customer. Keys at one time sort in the
+// order of Contacts (but across a wrap of the 31-bit counter, harmless).
 // The value is
 //
 //	version  byte (contactV1)
@@ -446,29 +449,8 @@ func appendContact(b []byte, k *store.Contact) []byte {
 	return appendString(b, k.Channel)
 }
 
-// contactSeqs returns the sequence number of each of cts once appended in
-// order to a customer whose contacts are cur: the number of contacts at
-// the same time before it (AppendContacts and AddContact put a contact
-// after those at its time).
-func contactSeqs(cur, cts []store.Contact, seqs []uint32) []uint32 {
-	for j := range cts {
-		at := cts[j].At
-		var n uint32
-		if len(cur) > 0 && cur[len(cur)-1].At >= at {
-			lo := sort.Search(len(cur), func(i int) bool { return cur[i].At >= at })
-			for i := lo; i < len(cur) && cur[i].At == at; i++ {
-				n++
-			}
-		}
-		for _, k := range cts[:j] {
-			if k.At == at {
-				n++
-			}
-		}
-		seqs = append(seqs, n)
-	}
-	return seqs
-}
+// recordSeqBit marks the sequence numbers of recorded contacts.
+const recordSeqBit = 1 << 31
 
 // contactDecoder decodes contact keys and values, interning the actions
 // and channels: a history repeats a few of them.
@@ -580,8 +562,8 @@ func isJSONValue(v any, depth int) bool {
 	return false
 }
 
-// sortedSeqs returns the sequence numbers of contacts sorted by time, as
-// contactSeqs(nil, cts) would, in linear time.
+// sortedSeqs returns the sequence numbers of contacts sorted by time: 0
+// for the first at each time, then 1, 2, ...
 func sortedSeqs(cts []store.Contact) []uint32 {
 	seqs := make([]uint32, len(cts))
 	for i := 1; i < len(cts); i++ {

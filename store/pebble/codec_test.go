@@ -136,7 +136,7 @@ func roundTrip(t *testing.T, c *store.Customer) *store.Customer {
 	}
 	type kv struct{ k, v []byte }
 	var kvs []kv
-	seqs := contactSeqs(nil, c.Contacts, nil)
+	seqs := sortedSeqs(c.Contacts)
 	for i := range c.Contacts {
 		k := &c.Contacts[i]
 		kvs = append(kvs, kv{keyContact([]byte("x"), c.ID, k.At, seqs[i])[1:], appendContact([]byte("y"), k)[1:]})

@@ -47,7 +47,11 @@
 // appends to in place when its array has room (Customer.AppendContacts:
 // only the newest version, the cached one, is ever appended to, and only
 // under the lock, so older versions, whose length ends before the new
-// contacts, never see them). Contacts older than the retention by
+// contacts, never see them). Record for a customer that is not cached
+// reads nothing but whether its main record exists (a point read the
+// bloom filters answer): it writes the contact keys, whose sequence
+// numbers come from a store-wide counter, and caches nothing; a read that
+// finds such a history past its bounds prunes it. Contacts older than the retention by
 // store.PruneSlack, or beyond store.MaxContacts, are pruned by the next
 // write: a new array in memory and a range deletion on disk. A write for many customers
 // locks their stripes in ascending order, once each, so writers cannot

@@ -22,15 +22,19 @@ import (
 // unapplied (drain), so a write never overtakes a contact staged before it
 // for the same customer and a miss never reads a customer without a
 // contact it was given. count tracks what is staged and not yet applied
-// (incremented when staged, decremented after the apply), so the common
-// case, nothing pending, costs one atomic load.
+// (incremented when staged, decremented after the apply), in all and per
+// stripe of customers, so that a miss or a write waits only when its own
+// customers' stripes have something staged: the common case costs an
+// atomic load.
 type pending struct {
 	db *pebble.DB
 
-	mu    sync.Mutex // guards b and n
-	b     *pebble.Batch
-	n     int64        // writes staged in b
-	count atomic.Int64 // writes staged and not yet applied
+	mu      sync.Mutex // guards b, n and stripes
+	b       *pebble.Batch
+	n       int64        // writes staged in b
+	stripes []uint16     // the stripe of each write staged in b
+	count   atomic.Int64 // writes staged and not yet applied
+	per     [numStripes]atomic.Int32
 
 	applyMu  sync.Mutex   // held while applying a swapped-out batch
 	unsynced *atomic.Bool // set after each apply (Store.unsynced)
@@ -46,20 +50,32 @@ func newPending(db *pebble.DB, unsynced *atomic.Bool) *pending {
 }
 
 // stage adds the operations of b (which the caller keeps) to the gathered
-// batch. The caller holds the stripe locks of the customers b writes.
-func (p *pending) stage(b *pebble.Batch) error {
+// batch. The caller holds the lock of stripe, the stripe of the customer b
+// writes.
+func (p *pending) stage(b *pebble.Batch, stripe int) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.b.Apply(b, nil); err != nil {
 		return fmt.Errorf("cannot stage write: %w", err)
 	}
 	p.n++
+	p.stripes = append(p.stripes, uint16(stripe))
+	p.per[stripe].Add(1)
 	p.count.Add(1)
 	return nil
 }
 
 // empty reports whether every staged write has been applied.
 func (p *pending) empty() bool { return p.count.Load() == 0 }
+
+// drainFor is drain if a write for a customer of stripe is staged and not
+// yet applied (the caller holds the stripe's lock).
+func (p *pending) drainFor(stripe int) error {
+	if p.per[stripe].Load() == 0 {
+		return nil
+	}
+	return p.drain()
+}
 
 // apply applies gathered batches unless another goroutine is applying
 // (which then applies what was staged meanwhile). An error leaves the
@@ -86,12 +102,12 @@ func (p *pending) drain() error {
 func (p *pending) applyLocked(rounds int) error {
 	for range rounds {
 		p.mu.Lock()
-		b, n := p.b, p.n
+		b, n, stripes := p.b, p.n, p.stripes
 		if n == 0 {
 			p.mu.Unlock()
 			return nil
 		}
-		p.b, p.n = p.db.NewBatch(), 0
+		p.b, p.n, p.stripes = p.db.NewBatch(), 0, nil
 		p.mu.Unlock()
 		if err := p.db.Apply(b, pebble.NoSync); err != nil {
 			// Put the writes back in front of those staged since, so
@@ -99,7 +115,7 @@ func (p *pending) applyLocked(rounds int) error {
 			p.mu.Lock()
 			if aerr := b.Apply(p.b, nil); aerr == nil {
 				p.b.Close()
-				p.b, p.n = b, p.n+n
+				p.b, p.n, p.stripes = b, p.n+n, append(stripes, p.stripes...)
 			} else {
 				b.Close()
 			}
@@ -108,6 +124,9 @@ func (p *pending) applyLocked(rounds int) error {
 		}
 		b.Close()
 		p.unsynced.Store(true)
+		for _, st := range stripes {
+			p.per[st].Add(-1)
+		}
 		p.count.Add(-n)
 	}
 	return nil

@@ -127,3 +127,93 @@ func TestPendingConcurrent(t *testing.T) {
 		t.Errorf("%d contact keys after reopening; want %d", total, workers*per)
 	}
 }
+
+// TestRecordUncached: recording for a stored customer that is not cached
+// writes only contact keys, without reading the customer: its attributes
+// and earlier contacts stay, and a customer whose history grew past
+// MaxContacts that way is pruned when it is next read.
+func TestRecordUncached(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	now := time.Now().UnixNano()
+	if err := s.PutAttributes("u", map[string]any{"tier": "gold"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Record("u", []store.Contact{served("a", now)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	evict := func() {
+		mu := &s.stripes[s.stripe("u")]
+		mu.Lock()
+		s.cache.Wait()
+		s.cache.Del("u")
+		mu.Unlock()
+	}
+	evict()
+	for i := range 3 {
+		if err := s.Record("u", []store.Contact{served("b", now+int64(i+1)), served("c", now+int64(i+1))}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := s.cache.Get("u"); ok {
+			t.Fatal("a record for an uncached customer cached a partial customer")
+		}
+	}
+	c := mustCustomer(t, s, "u")
+	if c == nil || c.Attributes["tier"] != "gold" || actions(c.Contacts) != "a b c b c b c" {
+		t.Fatalf("after uncached records: %+v", c)
+	}
+	if !c.HadOutcome("c", store.Served, now+10) || c.CountContacts("b", store.Served, now, now+10, 100) != 3 {
+		t.Error("the reloaded history lost its index or summary")
+	}
+
+	// Grow past MaxContacts without a read, then read: pruned.
+	evict()
+	big := make([]store.Contact, store.MaxContacts)
+	for i := range big {
+		big[i] = served("z", now+100+int64(i))
+	}
+	if err := s.Record("u", big, nil); err != nil {
+		t.Fatal(err)
+	}
+	c = mustCustomer(t, s, "u")
+	if n := len(c.Contacts); n > store.MaxContacts || n < store.MaxContacts/2 {
+		t.Errorf("%d contacts after a read past MaxContacts", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	if _, n := countKeys(t, s, "u"); n != len(c.Contacts) {
+		t.Errorf("%d contact keys on disk after the prune; %d in memory", n, len(c.Contacts))
+	}
+}
+
+// TestEventsUncached: events for a stored customer that is not cached
+// read and rewrite its main record only: its contacts stay, the events
+// count, and no partial customer is cached.
+func TestEventsUncached(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	now := time.Now().UnixNano()
+	if err := s.PutAttributes("u", map[string]any{"tier": "gold"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Record("u", []store.Contact{served("a", now), served("b", now+1)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.cache.Wait()
+	s.cache.Del("u")
+	if err := s.AddEvents([]store.Event{{CustomerID: "u", Type: "view", At: now}, {CustomerID: "new", Type: "view", At: now}}); err != nil {
+		t.Fatal(err)
+	}
+	s.cache.Wait()
+	if _, ok := s.cache.Get("u"); ok {
+		t.Fatal("events for an uncached customer cached a partial customer")
+	}
+	c := mustCustomer(t, s, "u")
+	if c == nil || c.Attributes["tier"] != "gold" || actions(c.Contacts) != "a b" || eventCount(t, s, "u", "view") != 1 {
+		t.Fatalf("after events: %+v", c)
+	}
+	if eventCount(t, s, "new", "view") != 1 {
+		t.Error("the event for a new customer was lost")
+	}
+}

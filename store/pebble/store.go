@@ -27,19 +27,19 @@ const formatVersion = pebble.FormatValueSeparation
 const (
 	// numStripes is the number of customer locks; a power of two.
 	numStripes = 4096
-	// avgRecordBytes is the expected size of a customer record, to size
-	// the cache's admission counters (ten per expected entry).
-	avgRecordBytes = 512
-	// decodedPerEncoded is how many bytes of heap a decoded customer takes
-	// per byte of its record (measured: about 5 KB for a 950-byte record).
+	// avgRecordBytes × decodedPerEncoded is the expected cost of a cache
+	// entry, to size the cache's admission counters (ten per expected
+	// entry). The cost is the entry's heap (entryCost): TestCustomerBytes
+	// measures 0.5 KB for a customer with three attributes and 7 KB for a
+	// benchmark customer (a 958-byte record, 20 contacts). The product,
+	// 2.5 KB, is on the low side so that the counters suffice for a cache
+	// of small customers.
+	avgRecordBytes    = 512
 	decodedPerEncoded = 5
-	// negativeCost is the cost of caching that an id is unknown, plus the
-	// id's length.
-	negativeCost = 16
-	// contactCost is the cost of a cached contact: a store.Contact (its
-	// strings are interned) and the spare capacity of its slice.
-	contactCost = 64
 )
+
+// memTableMB is the size of Pebble's memtables (Pebble's default is 4).
+const memTableMB = 64
 
 // ErrClosed is returned by the methods of a closed Store that need the
 // database.
@@ -55,9 +55,12 @@ type Store struct {
 	counters *counters
 	since    time.Time
 
-	retention atomic.Int64 // how long contacts are kept, nanoseconds
-	unsynced  atomic.Bool  // a NoSync write was applied since the last WAL sync
-	pend      *pending     // contacts staged for the next group apply
+	retention atomic.Int64  // how long contacts are kept, nanoseconds
+	unsynced  atomic.Bool   // a NoSync write was applied since the last WAL sync
+	pend      *pending      // contacts staged for the next group apply
+	seq       atomic.Uint32 // sequence numbers of recorded contact keys
+	hits      atomic.Uint64 // Customer calls answered by the cache
+	reads     atomic.Uint64 // customers read from Pebble
 	now       func() time.Time
 
 	closeMu   sync.RWMutex // held shared by operations that use db or cache.Wait/Set
@@ -91,6 +94,11 @@ func Open(opts Options) (*Store, error) {
 		FormatMajorVersion: formatVersion,
 		Logger:             opts.Logger,
 		Cache:              blockCache,
+		// Every decision writes contact keys spread over the whole key
+		// space, so each flushed memtable overlaps all of the base
+		// level: larger memtables mean fewer, cheaper compactions per
+		// byte written.
+		MemTableSize: memTableMB << 20,
 	}
 	for i := range popts.Levels {
 		// A point read of an unknown customer (anonymous visitors) then
@@ -142,6 +150,7 @@ func open(opts Options, db *pebble.DB) (*Store, error) {
 		loopDone: make(chan struct{}),
 	}
 	s.pend = newPending(db, &s.unsynced)
+	s.seq.Store(uint32(time.Now().UnixNano() >> 10))
 	s.retention.Store(int64(store.MaxDays * 24 * time.Hour))
 	return s, nil
 }
@@ -213,6 +222,7 @@ func (s *Store) Customer(id string) (*store.Customer, error) {
 		return nil, ErrClosed
 	}
 	if e, ok := s.cache.Get(id); ok {
+		s.hits.Add(1)
 		return e.c.Load(), nil
 	}
 	if err := s.enter(); err != nil {
@@ -227,8 +237,38 @@ func (s *Store) Customer(id string) (*store.Customer, error) {
 	if err != nil || e != nil {
 		return c, err
 	}
+	if cutoff, slack := s.cutoff(); c.NeedsPrune(cutoff, slack) {
+		// Rare: a history that grew while not cached (recordLocked
+		// appends to those without reading them). The pruned version is
+		// staged and cached by write; the next apply writes it.
+		ch := change{id: id, c: c, size: size}
+		ch.prune(cutoff, slack)
+		if _, err := s.write([]change{ch}, false); err != nil {
+			return nil, err
+		}
+		return ch.c, nil
+	}
 	s.cacheLocked(id, nil, c, size)
 	return c, nil
+}
+
+// cachedLocked returns the cached customer (nil if known not to exist)
+// and its entry, or a nil entry if id is not cached. The caller holds id's
+// stripe lock. The first miss waits for the cache's pending sets, tracked
+// by *waited, so that no set queued before is still to be applied (see
+// doc.go).
+func (s *Store) cachedLocked(id string, waited *bool) (*store.Customer, *entry) {
+	if e, ok := s.cache.Get(id); ok {
+		return e.c.Load(), e
+	}
+	if !*waited {
+		s.cache.Wait()
+		*waited = true
+		if e, ok := s.cache.Get(id); ok {
+			return e.c.Load(), e
+		}
+	}
+	return nil, nil
 }
 
 // loadLocked returns the customer (nil if unknown), its cache entry (nil
@@ -237,20 +277,14 @@ func (s *Store) Customer(id string) (*store.Customer, error) {
 // *waited, so that no set queued before is still to be applied (see
 // doc.go).
 func (s *Store) loadLocked(id string, waited *bool) (*store.Customer, *entry, int, error) {
-	if e, ok := s.cache.Get(id); ok {
-		return e.c.Load(), e, e.size, nil
-	}
-	if !*waited {
-		s.cache.Wait()
-		*waited = true
-		if e, ok := s.cache.Get(id); ok {
-			return e.c.Load(), e, e.size, nil
-		}
+	if c, e := s.cachedLocked(id, waited); e != nil {
+		return c, e, e.size, nil
 	}
 	// Pebble must hold every contact staged for id before it is read.
-	if err := s.pend.drain(); err != nil {
+	if err := s.pend.drainFor(s.stripe(id)); err != nil {
 		return nil, nil, 0, err
 	}
+	s.reads.Add(1)
 	c, size, err := s.read(id)
 	return c, nil, size, err
 }
@@ -259,18 +293,9 @@ func (s *Store) loadLocked(id string, waited *bool) (*store.Customer, *entry, in
 // keys (which exist only with a main record, see codec.go). It also
 // returns the main record's size.
 func (s *Store) read(id string) (*store.Customer, int, error) {
-	v, closer, err := s.db.Get(keyCustomer(nil, id))
-	if err == pebble.ErrNotFound {
-		return nil, 0, nil
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("cannot read customer %q: %w", id, err)
-	}
-	c, err := decodeCustomer(id, string(v))
-	size := len(v)
-	closer.Close()
-	if err != nil {
-		return nil, 0, fmt.Errorf("cannot decode customer %q: %w", id, err)
+	c, size, err := s.readMain(id)
+	if c == nil || err != nil {
+		return nil, 0, err
 	}
 	prefix := keyContacts(nil, id)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: keyContactsEnd(prefix)})
@@ -297,35 +322,56 @@ func (s *Store) read(id string) (*store.Customer, int, error) {
 	return c, size, nil
 }
 
+// readMain reads a customer's main record (attributes and events, no
+// contacts) and returns it decoded (nil if unknown) with its size.
+func (s *Store) readMain(id string) (*store.Customer, int, error) {
+	v, closer, err := s.db.Get(keyCustomer(nil, id))
+	if err == pebble.ErrNotFound {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot read customer %q: %w", id, err)
+	}
+	c, err := decodeCustomer(id, string(v))
+	size := len(v)
+	closer.Close()
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot decode customer %q: %w", id, err)
+	}
+	return c, size, nil
+}
+
 // cacheLocked makes c (nil: unknown) the cached value of id, whose main
 // record takes size bytes; e is its current entry or nil. The caller holds
 // id's stripe lock and has called loadLocked for id under it.
 func (s *Store) cacheLocked(id string, e *entry, c *store.Customer, size int) {
-	// The cost is an estimate of the decoded customer's memory, so that
-	// CacheMB bounds the heap the cache holds: a decoded customer takes
-	// about decodedPerEncoded times its main record (maps, slices,
-	// strings), plus its contacts.
-	cost := int64(len(id) + decodedPerEncoded*size)
-	if c == nil {
-		cost = int64(len(id) + negativeCost)
-	} else {
-		cost += contactCost * int64(len(c.Contacts))
-	}
-	if e != nil {
+	// The cost is the heap the entry keeps alive (entryCost, size.go), so
+	// that CacheMB bounds the memory of the cache.
+	if e == nil {
+		e = &entry{cost: entryCost(c, size), size: size}
 		e.c.Store(c)
-		e.size = size
-		// Tell the cache a changed size (a customer grows with its
-		// contacts), but not every byte: each Set queues an item. With
-		// this margin a growing history is told O(log n) times.
-		if d := cost - e.cost; d > e.cost/8 || -d > e.cost/8 {
-			e.cost = cost
-			s.cache.Set(id, e, cost)
-		}
+		s.cache.Set(id, e, e.cost)
 		return
 	}
-	e = &entry{cost: cost, size: size}
+	old := e.c.Load()
 	e.c.Store(c)
-	s.cache.Set(id, e, cost)
+	// Record, once per decision, changes the contacts only, appended in
+	// place: the estimate, which walks the attributes and events, changes
+	// only when the contacts' array or the outcome summary grows, or the
+	// index appears. A write that leaves the record's size as it was
+	// leaves the attributes' and events' memory within a few bytes.
+	if old != nil && c != nil && size == e.size && cap(c.Contacts) == cap(old.Contacts) &&
+		len(c.Outcomes) == len(old.Outcomes) && (len(c.Contacts) >= indexMin) == (len(old.Contacts) >= indexMin) {
+		return
+	}
+	e.size = size
+	// Tell the cache a changed size (a customer grows with its contacts),
+	// but not every byte: each Set queues an item. With this margin a
+	// growing history is told O(log n) times.
+	if cost := entryCost(c, size); cost-e.cost > e.cost/8 || e.cost-cost > e.cost/8 {
+		e.cost = cost
+		s.cache.Set(id, e, cost)
+	}
 }
 
 // lockStripes locks the stripes of ids in ascending order and returns the
@@ -379,12 +425,17 @@ type change struct {
 	// replace deletes every contact key before writing added.
 	replace bool
 	// added are contacts of c to write as keys, with their sequence
-	// numbers (contactSeqs).
+	// numbers (recordSeqs, sortedSeqs).
 	added []store.Contact
 	seqs  []uint32
 	// pruned deletes the contact keys before c's first contact (all if
 	// it has none), after writing added.
 	pruned bool
+	// partial: c lacks the contacts of a stored customer that is not
+	// cached (it was not read, or only its main record was), so c is
+	// written (its main record if main, added) but never cached.
+	partial bool
+	seqBuf  [4]uint32 // room for the seqs of a decision's contacts
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -407,7 +458,7 @@ func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 		}
 		return b.DeleteRange(start, end, nil)
 	}
-	if ch.c == nil {
+	if ch.c == nil && !ch.partial {
 		if err := b.Delete(keyCustomer(scratch[:0], ch.id), nil); err != nil {
 			return err
 		}
@@ -472,19 +523,31 @@ func (s *Store) write(changes []change, durable bool) (wait func() error, err er
 		}
 	}
 	if durable {
-		err = s.pend.drain()
+		for i := range changes {
+			if err = s.pend.drainFor(s.stripe(changes[i].id)); err != nil {
+				break
+			}
+		}
 		if err == nil {
 			err = s.db.ApplyNoSyncWait(b, pebble.Sync)
 		}
 	} else {
-		err = s.pend.stage(b)
+		// Writes without an fsync (Record, a prune on a miss) are for
+		// one customer.
+		if len(changes) != 1 {
+			b.Close()
+			return nil, fmt.Errorf("cannot stage a write for %d customers", len(changes))
+		}
+		err = s.pend.stage(b, s.stripe(changes[0].id))
 	}
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("cannot write: %w", err)
 	}
 	for _, ch := range changes {
-		s.cacheLocked(ch.id, ch.e, ch.c, ch.size)
+		if !ch.partial {
+			s.cacheLocked(ch.id, ch.e, ch.c, ch.size)
+		}
 	}
 	if !durable {
 		return s.pend.apply, b.Close()
@@ -628,16 +691,26 @@ func (s *Store) AddEvents(events []store.Event) error {
 		waited := false
 		cutoff, slack := s.cutoff()
 		for _, id := range ids {
-			old, e, _, err := s.loadLocked(id, &waited)
-			if err != nil {
-				return nil, err
+			// Events change the main record only: a customer that is not
+			// cached needs its main record, not its contacts.
+			old, e := s.cachedLocked(id, &waited)
+			if e == nil {
+				if err := s.pend.drainFor(s.stripe(id)); err != nil {
+					return nil, err
+				}
+				var err error
+				if old, _, err = s.readMain(id); err != nil {
+					return nil, err
+				}
 			}
 			c := old.CopySharingContacts()
 			if c == nil {
 				c = newCustomer(id)
 			}
-			ch := change{id: id, e: e, c: c, main: true}
-			ch.prune(cutoff, slack)
+			ch := change{id: id, e: e, c: c, main: true, partial: e == nil && old != nil}
+			if !ch.partial {
+				ch.prune(cutoff, slack)
+			}
 			changes = append(changes, ch)
 		}
 		for i := range events {
@@ -688,14 +761,6 @@ func (s *Store) record(id string, contacts []store.Contact) error {
 // recordLocked stages the contacts under id's stripe lock and returns the
 // function that applies them, or nil if there is nothing to write.
 func (s *Store) recordLocked(id string, contacts []store.Contact) (func() error, error) {
-	mu := &s.stripes[s.stripe(id)]
-	mu.Lock()
-	defer mu.Unlock()
-	waited := false
-	old, e, size, err := s.loadLocked(id, &waited)
-	if err != nil {
-		return nil, err
-	}
 	cutoff, slack := s.cutoff()
 	kept := contacts
 	for _, k := range contacts {
@@ -707,9 +772,32 @@ func (s *Store) recordLocked(id string, contacts []store.Contact) (func() error,
 	if len(kept) == 0 {
 		return nil, nil
 	}
+	mu := &s.stripes[s.stripe(id)]
+	mu.Lock()
+	defer mu.Unlock()
+	waited := false
+	old, e := s.cachedLocked(id, &waited)
 	var chs [1]change
 	ch := &chs[0]
-	*ch = change{id: id, e: e, size: size}
+	*ch = change{id: id, e: e}
+	if e == nil {
+		// Not cached: the keys need no read of the customer (their
+		// sequence numbers come from the store's counter), only to know
+		// whether it exists, as a first contact creates the customer.
+		exists, err := s.exists(id)
+		if err != nil {
+			return nil, err
+		}
+		if exists {
+			ch.partial = true
+			ch.added = kept
+			ch.seqs = s.recordSeqs(kept, ch.seqBuf[:0])
+			ch.c = &store.Customer{ID: id}
+			return s.write(chs[:], false)
+		}
+	} else {
+		ch.size = e.size
+	}
 	if old == nil {
 		old = newCustomer(id)
 		ch.main = true
@@ -717,11 +805,38 @@ func (s *Store) recordLocked(id string, contacts []store.Contact) (func() error,
 	// The keys take the times AppendContacts gives the contacts.
 	kept = store.InOrder(old.Contacts, kept)
 	ch.added = kept
-	var seqs [4]uint32
-	ch.seqs = contactSeqs(old.Contacts, kept, seqs[:0])
+	ch.seqs = s.recordSeqs(kept, ch.seqBuf[:0])
 	ch.c = old.AppendContacts(kept)
 	ch.prune(cutoff, slack)
 	return s.write(chs[:], false)
+}
+
+// exists reports whether a main record is stored for id, after anything
+// staged (the caller holds id's stripe lock).
+func (s *Store) exists(id string) (bool, error) {
+	if err := s.pend.drainFor(s.stripe(id)); err != nil {
+		return false, err
+	}
+	_, closer, err := s.db.Get(keyCustomer(nil, id))
+	if err == pebble.ErrNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot read customer %q: %w", id, err)
+	}
+	closer.Close()
+	return true, nil
+}
+
+// recordSeqs appends to seqs the sequence numbers of the keys of cts (see
+// codec.go): the store's counter with the high bit set.
+func (s *Store) recordSeqs(cts []store.Contact, seqs []uint32) []uint32 {
+	n := uint32(len(cts))
+	last := s.seq.Add(n)
+	for i := range n {
+		seqs = append(seqs, (last-(n-1-i))|recordSeqBit)
+	}
+	return seqs
 }
 
 // ServedSince implements store.Store, at the resolution described in
@@ -857,9 +972,12 @@ func (s *Store) Empty() (bool, error) {
 	return empty, nil
 }
 
-// CacheStats returns the hits and misses of the customer cache.
+// CacheStats returns how many customers were read from the cache and how
+// many from Pebble (a customer that was not cached: Customer, and writes
+// that needed the whole customer). Ristretto's own metrics count every
+// lookup, and a miss looks up two or three times.
 func (s *Store) CacheStats() (hits, misses uint64) {
-	return s.cache.Metrics.Hits(), s.cache.Metrics.Misses()
+	return s.hits.Load(), s.reads.Load()
 }
 
 // syncLoop flushes every SyncInterval until Close.
