@@ -20,8 +20,8 @@ func TestMemoryLimit(t *testing.T) {
 	}{
 		{"flag wins over GOMEMLIMIT", 1000, true, false, 1000 * mib, "--memory-limit-mb"},
 		{"GOMEMLIMIT kept", 0, true, false, 0, "GOMEMLIMIT"},
-		{"derived, Pebble outside the Go heap", 0, false, false, (128 + 256 + 64) * mib, "derived from --cache-mb"},
-		{"derived, Pebble in the Go heap", 0, false, true, int64(128+256+64+opts.PebbleMB()) * mib, "derived from --cache-mb"},
+		{"derived, Pebble outside the Go heap", 0, false, false, (128 + 2*256) * mib, "derived from --cache-mb"},
+		{"derived, Pebble in the Go heap", 0, false, true, int64(128+2*256+opts.PebbleMB()) * mib, "derived from --cache-mb"},
 	} {
 		got, from := memoryLimit(tc.flagMB, &opts, tc.envSet, tc.pebbleInGo)
 		if got != tc.want || from != tc.from {

@@ -63,7 +63,7 @@ func runServe(args []string, stderr io.Writer) int {
 	fs.StringVar(&c.dataDir, "data", "", "data directory of the store (required)")
 	fs.IntVar(&c.cacheMB, "cache-mb", 256, "size of the customer cache in MiB")
 	fs.IntVar(&c.memoryLimitMB, "memory-limit-mb", 0,
-		"soft memory limit of the Go runtime in MiB; 0: GOMEMLIMIT if set, else 128 + 5/4 × cache-mb (+ Pebble's caches in a build without cgo)")
+		"soft memory limit of the Go runtime in MiB; 0: GOMEMLIMIT if set, else 128 + 2 × cache-mb (+ Pebble's caches in a build without cgo)")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or console")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.cors, "cors-origin", "", "comma-separated origins allowed to call decide and feedback from browsers")
@@ -225,7 +225,7 @@ const memoryBaseMB = 128
 // runtime (debug.SetMemoryLimit), in bytes, and where it comes from:
 // flagMB if positive; none (0) if GOMEMLIMIT is set (envSet), which the
 // runtime has applied already; else derived from the store's options:
-// memoryBaseMB plus the cache and a quarter of it as room for garbage,
+// memoryBaseMB plus the cache and as much again as room for garbage,
 // plus Pebble's block cache and memtables when they are in the Go heap
 // (pebbleInGo). With GOGC=100 alone, the heap grows to twice the live
 // heap before a collection, and the cache, once full, is most of the live
@@ -239,7 +239,7 @@ func memoryLimit(flagMB int, st *pebblestore.Options, envSet, pebbleInGo bool) (
 	case envSet:
 		return 0, "GOMEMLIMIT"
 	}
-	mb := int64(memoryBaseMB) + int64(st.CacheMB) + int64(st.CacheMB)/4
+	mb := int64(memoryBaseMB) + 2*int64(st.CacheMB)
 	if pebbleInGo {
 		mb += int64(st.PebbleMB())
 	}
