@@ -295,8 +295,8 @@ func (c *Customer) AppendContacts(cts []Contact) *Customer {
 // their contacts, so they reach the store slightly out of order; moving
 // such a contact forward by at most this much keeps the history appended
 // to in place instead of copied (see AppendContacts). Caps and windows do
-// not notice a shift this small. Contacts older than that (feedback with
-// an earlier time, say) are inserted at their own time.
+// not notice a shift this small. Older contacts (a decision that took
+// over a second to record) are inserted at their own time.
 const OrderSlack = int64(time.Second)
 
 // InOrder returns cts with the time of each contact raised to the newest
