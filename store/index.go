@@ -97,6 +97,30 @@ func (x *contactIndex) with(action string, pos int32) *contactIndex {
 	return &contactIndex{actions: m}
 }
 
+// IndexedActions is the number of actions in c's contact index, 0
+// without one. It changes when the index appears or an action is new to
+// it, so a store can tell cheaply that the index's memory changed.
+func (c *Customer) IndexedActions() int {
+	if c == nil || c.index == nil {
+		return 0
+	}
+	return len(c.index.actions)
+}
+
+// IndexRoom is the room of c's contact index's position lists (their
+// arrays' capacities, summed), 0 without one: with IndexedActions, what a
+// store needs to account for the index's memory. O(actions).
+func (c *Customer) IndexRoom() int {
+	if c == nil || c.index == nil {
+		return 0
+	}
+	room := 0
+	for _, p := range c.index.actions {
+		room += cap(*p.arr.Load())
+	}
+	return room
+}
+
 // CountContacts counts the contacts of action with outcome o whose time is
 // within [from, to], stopping at limit (a cap needs to know whether it is
 // reached, not by how much). It reads the newest first.

@@ -105,23 +105,11 @@ type Contact struct {
 	At      int64 // Unix nanoseconds
 }
 
-// HasOutcome reports whether the customer has a contact of action with
-// outcome o. It uses the Outcomes summary when there is one (no scan; for
-// Served, which the summary does not hold, it scans), else it scans
-// Contacts.
+// HasOutcome reports whether the customer ever gave outcome o for action
+// (HadOutcome at any time): the Outcomes summary rules out most actions
+// without a scan, the contact index (or a scan) finds the others.
 func (c *Customer) HasOutcome(action string, o Outcome) bool {
-	if c == nil {
-		return false
-	}
-	if c.Outcomes != nil && o != Served && o < 8 {
-		return c.Outcomes[action]&(1<<o) != 0
-	}
-	for i := range c.Contacts {
-		if k := &c.Contacts[i]; k.Outcome == o && k.Action == action {
-			return true
-		}
-	}
-	return false
+	return c.HadOutcome(action, o, math.MaxInt64)
 }
 
 // SummarizeOutcomes returns the Outcomes summary of contacts (never nil).

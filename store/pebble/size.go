@@ -38,16 +38,9 @@ import (
 //     per customer, which are not counted; each contact counts its
 //     store.Contact in the slice's capacity. The Outcomes map's keys are
 //     those interned strings.
-//   - A customer with store's indexMin (32) contacts or more keeps a
-//     contact index (store/index.go), unexported: per action, a map slot,
-//     a list and a power-of-two array of int32 positions. Its size is
-//     estimated from what is visible here: 6 bytes per contact (the
-//     arrays' spare capacity averages a half) or 16 per action if more,
-//     for max(len(Outcomes), min(contacts, indexActions)) actions. The
-//     actions that were only served are not known without a scan of the
-//     history, hence the guess: a long history of actions more numerous
-//     than indexActions, most of them without feedback, is underestimated
-//     by about 90 bytes per action beyond it.
+//   - A long history keeps a contact index (store/index.go): per action
+//     (Customer.IndexedActions), a map slot, a list and an array of int32
+//     positions (their room: Customer.IndexRoom).
 const (
 	sizeClassMax   = 32768 // the largest size class
 	pageBytes      = 8192  // large objects take whole pages
@@ -68,9 +61,7 @@ const (
 	outcomeSlot = 16 + 8  // string → uint8
 	indexSlot   = 16 + 8  // string → *positions
 
-	indexMin     = 32 // store.indexMin: the shortest history with an index
-	indexActions = 64 // actions assumed in an index beyond those in Outcomes
-	indexList    = 16 // store.positions: an atomic pointer and an int32
+	indexList = 16 // store.positions: an atomic pointer and an int32
 
 	customerStruct = int(unsafe.Sizeof(store.Customer{}))
 	statsStruct    = int(unsafe.Sizeof(store.EventStats{}))
@@ -170,10 +161,9 @@ func customerBytes(c *store.Customer, record int) int {
 	if c.Outcomes != nil {
 		n += mapBytes(len(c.Outcomes), outcomeSlot)
 	}
-	if k := len(c.Contacts); k >= indexMin {
-		a := max(len(c.Outcomes), min(k, indexActions))
+	if a := c.IndexedActions(); a > 0 {
 		n += allocBytes(8, true) + mapBytes(a, indexSlot) +
-			a*(allocBytes(indexList, true)+allocBytes(sliceHeader, true)) + max(6*k, 16*a)
+			a*(allocBytes(indexList, true)+allocBytes(sliceHeader, true)) + 4*c.IndexRoom()
 	}
 	return n + allocBytes(max(strs, record), false)
 }

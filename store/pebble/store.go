@@ -326,14 +326,9 @@ func (s *Store) read(id string) (*store.Customer, int, error) {
 // discards them: a hint that fills Pebble's block cache (and the OS page
 // cache) before the caller takes locks.
 func (s *Store) prefetch(ids []string) {
-	var key []byte
 	for _, id := range ids {
-		if _, ok := s.cache.Get(id); ok {
-			continue
-		}
-		key = keyCustomer(key[:0], id)
-		if _, closer, err := s.db.Get(key); err == nil {
-			closer.Close()
+		if _, ok := s.cache.Get(id); !ok {
+			_, _ = s.hasMain(id)
 		}
 	}
 }
@@ -373,11 +368,11 @@ func (s *Store) cacheLocked(id string, e *entry, c *store.Customer, size int) {
 	e.c.Store(c)
 	// Record, once per decision, changes the contacts only, appended in
 	// place: the estimate, which walks the attributes and events, changes
-	// only when the contacts' array or the outcome summary grows, or the
-	// index appears. A write that leaves the record's size as it was
+	// only when the contacts' array, the outcome summary or the index's
+	// actions grow. A write that leaves the record's size as it was
 	// leaves the attributes' and events' memory within a few bytes.
 	if old != nil && c != nil && size == e.size && cap(c.Contacts) == cap(old.Contacts) &&
-		len(c.Outcomes) == len(old.Outcomes) && (len(c.Contacts) >= indexMin) == (len(old.Contacts) >= indexMin) {
+		len(c.Outcomes) == len(old.Outcomes) && c.IndexedActions() == old.IndexedActions() {
 		return
 	}
 	e.size = size
@@ -839,6 +834,11 @@ func (s *Store) exists(id string) (bool, error) {
 	if err := s.pend.drainFor(s.stripe(id)); err != nil {
 		return false, err
 	}
+	return s.hasMain(id)
+}
+
+// hasMain reports whether Pebble holds a main record for id.
+func (s *Store) hasMain(id string) (bool, error) {
 	_, closer, err := s.db.Get(keyCustomer(nil, id))
 	if err == pebble.ErrNotFound {
 		return false, nil
