@@ -67,7 +67,7 @@ func runImport(args []string, stderr io.Writer) int {
 	if err == nil {
 		// A bulk load leaves the LSM tree unsettled; settle it now rather
 		// than while serving (store/pebble's Compact).
-		fmt.Fprintf(stderr, "\rimported %d customers, %d events; compacting", n, events)
+		fmt.Fprintf(stderr, "\rimported %d customers, %d events; compacting\n", n, events)
 		err = st.Compact()
 	}
 	if cerr := st.Close(); err == nil && cerr != nil {
