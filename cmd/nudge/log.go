@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -29,7 +30,13 @@ func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
 // pebbleLogger routes pebble's own logs through zerolog.
 type pebbleLogger struct{ log zerolog.Logger }
 
+// Infof logs Pebble's chatter at debug level and the store's own notices
+// (a layout conversion) at info.
 func (p pebbleLogger) Infof(format string, args ...any) {
+	if strings.HasPrefix(format, "pebblestore: ") {
+		p.log.Info().Str("component", "store").Msgf(strings.TrimPrefix(format, "pebblestore: "), args...)
+		return
+	}
 	p.log.Debug().Str("component", "pebble").Msgf(format, args...)
 }
 

@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -12,7 +13,7 @@ import (
 	"github.com/nudge-engine/nudge/store"
 )
 
-// A customer is stored as one main record and one key per contact.
+// A customer is stored as one main record and one contact log.
 //
 // The main record is one Pebble value under keyCustomer:
 //
@@ -23,28 +24,29 @@ import (
 //	         uvarint d, d × (day delta varint, count uvarint, sum float),
 //	         uvarint r, r × (time delta varint, value float))
 //
-// Each contact is one Pebble value under keyContact: 'k', the id (a string,
-// so that no id's keys are a prefix of another's), the time (big-endian,
-// sign bit flipped, so that keys sort by time) and a sequence number that
-// tells contacts at the same time apart: an import numbers the contacts at
-// one time 0, 1, ... (sortedSeqs); Record takes the store's counter with
-// the high bit set (recordSeqs), so that the two never collide and
-// recording needs no read of the customer. Keys at one time sort in the
-// order of Contacts (but across a wrap of the 31-bit counter, harmless).
-// The value is
+// The contact log is one Pebble value under keyHistory: 'h' and the id (a
+// string, so that no id's key is a prefix of another's). It is a sequence
+// of contacts, each self-delimiting:
 //
-//	version  byte (contactV1)
+//	version  byte (contactV2)
 //	outcome  byte
+//	at       varint (Unix ns)
 //	action   string
 //	channel  string
 //
-// Recording a contact thus writes one small key and never rewrites the
-// main record; a cache miss reads the main record and iterates over the
-// customer's contact keys. A customer's contact keys exist only while its
-// main record does (a first contact writes an empty main record in the same
-// batch), so an unknown id costs one point read, which the bloom filters
-// answer. Record version 1 (before layoutV2) embedded the contacts in the
-// main record; this version reads neither it nor layout 1 (initMeta).
+// Recording a decision's contacts writes them as one Pebble merge operand
+// under the customer's log, which Pebble's default merger concatenates to
+// what is there: it needs no read of the customer and never rewrites the
+// main record. An import, and a prune, set the whole log. A cache miss is
+// two point reads (the main record, then the log) and one decode; the log
+// lists contacts in the order they were recorded, which decodeContacts
+// puts in time order (stably, so that contacts at one time keep the order
+// they had in Contacts). A customer's contact log exists only while its
+// main record does (a first contact writes an empty main record in the
+// same batch), so an unknown id costs one point read, which the bloom
+// filters answer. Layout 2 kept one key per contact under 'k'; Open
+// converts it (migrateV2). Layout 1 embedded the contacts in the main
+// record and is not read (initMeta).
 //
 // Strings are a uvarint length and the bytes. Floats that are integers or
 // whole cents (0, counts, prices such as 19.99) are a varint of 1 to 4
@@ -66,7 +68,8 @@ import (
 // per string. The contact decoder interns actions and channels.
 const (
 	recordV2  = 2
-	contactV1 = 1
+	contactV1 = 1 // a contact value of layout 2 (migrateV2)
+	contactV2 = 2
 )
 
 // Value tags of the attribute encoding.
@@ -413,51 +416,29 @@ func decodeCustomer(id string, rec string) (*store.Customer, error) {
 	return c, nil
 }
 
-// keyContacts appends the prefix of the customer's contact keys: 'k' and
-// the id as a string.
-func keyContacts(b []byte, id string) []byte {
-	return appendString(append(b, 'k'), id)
+// keyHistory appends the key of a customer's contact log: 'h' and the id
+// as a string.
+func keyHistory(b []byte, id string) []byte {
+	return appendString(append(b, 'h'), id)
 }
 
-// keyContact appends the key of one contact (see the package comment).
-func keyContact(b []byte, id string, at int64, seq uint32) []byte {
-	b = keyContacts(b, id)
-	b = binary.BigEndian.AppendUint64(b, uint64(at)^(1<<63))
-	return binary.BigEndian.AppendUint32(b, seq)
-}
-
-// contactKeySuffix is the length of a contact key after its prefix.
-const contactKeySuffix = 8 + 4
-
-// keyContactsEnd returns the least key after every key that starts with
-// prefix (which does not end in 0xff bytes only).
-func keyContactsEnd(prefix []byte) []byte {
-	end := slices.Clone(prefix)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] != 0xff {
-			end[i]++
-			return end[:i+1]
-		}
+// appendContacts appends the log entries of cts (see the package comment).
+func appendContacts(b []byte, cts []store.Contact) []byte {
+	for i := range cts {
+		k := &cts[i]
+		b = append(b, contactV2, byte(k.Outcome))
+		b = binary.AppendVarint(b, k.At)
+		b = appendString(b, k.Action)
+		b = appendString(b, k.Channel)
 	}
-	return nil
+	return b
 }
 
-// appendContact appends the value of a contact key.
-func appendContact(b []byte, k *store.Contact) []byte {
-	b = append(b, contactV1, byte(k.Outcome))
-	b = appendString(b, k.Action)
-	return appendString(b, k.Channel)
-}
-
-// recordSeqBit marks the sequence numbers of recorded contacts.
-const recordSeqBit = 1 << 31
-
-// contactDecoder decodes contact keys and values, interning the actions
-// and channels: a history repeats a few of them.
+// contactDecoder decodes contacts, interning the actions and channels: a
+// history repeats a few of them.
 type contactDecoder struct {
-	prefixLen int
-	strs      []string
-	seen      map[string]string // when strs is long
+	strs []string
+	seen map[string]string // when strs is long
 }
 
 func (cd *contactDecoder) intern(b []byte) string {
@@ -494,13 +475,50 @@ func bytesString(b []byte) (s, rest []byte, ok bool) {
 	return b[k : k+int(n)], b[k+int(n):], true
 }
 
-// decode decodes one contact key and its value. The strings of the result
-// never point into key or val.
-func (cd *contactDecoder) decode(key, val []byte) (store.Contact, error) {
-	if len(key) != cd.prefixLen+contactKeySuffix || len(val) < 2 || val[0] != contactV1 {
+// decodeContacts appends the contacts of a contact log to cts, in time
+// order (see the package comment). The strings of the result never point
+// into log.
+func (cd *contactDecoder) decodeContacts(cts []store.Contact, log []byte) ([]store.Contact, error) {
+	first := len(cts)
+	sorted := true
+	for len(log) > 0 {
+		if len(log) < 3 || log[0] != contactV2 {
+			return cts, errCorrupt
+		}
+		outcome := store.Outcome(log[1])
+		at, n := binary.Varint(log[2:])
+		if n <= 0 {
+			return cts, errCorrupt
+		}
+		action, rest, ok := bytesString(log[2+n:])
+		if !ok {
+			return cts, errCorrupt
+		}
+		channel, rest, ok := bytesString(rest)
+		if !ok {
+			return cts, errCorrupt
+		}
+		log = rest
+		if len(cts) > first && at < cts[len(cts)-1].At {
+			sorted = false
+		}
+		cts = append(cts, store.Contact{Action: cd.intern(action), Outcome: outcome, Channel: cd.intern(channel), At: at})
+	}
+	if !sorted {
+		slices.SortStableFunc(cts[first:], func(a, b store.Contact) int { return cmp.Compare(a.At, b.At) })
+	}
+	return cts, nil
+}
+
+// decodeV2 decodes one contact key and value of layout 2 ('k', the id as
+// a string, the time big-endian with the sign bit flipped, a 4-byte
+// sequence number; the value contactV1, outcome, action, channel) whose
+// key prefix is prefixLen bytes long.
+func (cd *contactDecoder) decodeV2(prefixLen int, key, val []byte) (store.Contact, error) {
+	if len(key) != prefixLen+8+4 || len(val) < 2 || val[0] != contactV1 {
 		return store.Contact{}, errCorrupt
 	}
-	at := int64(binary.BigEndian.Uint64(key[cd.prefixLen:]) ^ (1 << 63))
+	at := int64(binary.BigEndian.Uint64(key[prefixLen:]) ^ (1 << 63))
 	action, rest, ok := bytesString(val[2:])
 	if !ok {
 		return store.Contact{}, errCorrupt
@@ -560,16 +578,4 @@ func isJSONValue(v any, depth int) bool {
 		return isJSONObject(v, depth)
 	}
 	return false
-}
-
-// sortedSeqs returns the sequence numbers of contacts sorted by time: 0
-// for the first at each time, then 1, 2, ...
-func sortedSeqs(cts []store.Contact) []uint32 {
-	seqs := make([]uint32, len(cts))
-	for i := 1; i < len(cts); i++ {
-		if cts[i].At == cts[i-1].At {
-			seqs[i] = seqs[i-1] + 1
-		}
-	}
-	return seqs
 }

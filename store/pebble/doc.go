@@ -6,16 +6,16 @@
 // # Records
 //
 // Each customer is a main record under 'c' + id (attributes and event
-// aggregates) and one small key per contact under 'k' + id + time +
-// sequence, in a compact binary encoding with version bytes (codec.go).
-// Recording a contact (every decision does) writes its key and nothing
-// else, so its cost does not depend on the customer's history; attribute
-// and event writes rewrite the main record only. A cache miss costs one
-// point read and one decode, plus a scan of the customer's contact keys
-// (at most store.MaxContacts). Delete deletes the main record and the
-// contact keys (a range deletion) in one batch. The layout is version 2;
-// directories of layout 1 (development versions before contact keys) are
-// refused at Open.
+// aggregates) and a contact log under 'h' + id, in a compact binary
+// encoding with version bytes (codec.go). Recording a decision's contacts
+// (every decision does) appends them to the log as one Pebble merge
+// operand (the default merger concatenates) and writes nothing else, so
+// its cost does not depend on the customer's history; attribute and event
+// writes rewrite the main record only. A cache miss costs two point reads
+// (the main record, the log) and one decode. Delete deletes both in one
+// batch. The layout is version 3; Open converts a directory of layout 2
+// (a key per contact) and refuses one of layout 1 (development versions
+// with the contacts inside the main record).
 //
 // # Durability
 //
@@ -49,11 +49,11 @@
 // under the lock, so older versions, whose length ends before the new
 // contacts, never see them). Record for a customer that is not cached
 // reads nothing but whether its main record exists (a point read the
-// bloom filters answer): it writes the contact keys, whose sequence
-// numbers come from a store-wide counter, and caches nothing; a read that
-// finds such a history past its bounds prunes it. Contacts older than the retention by
-// store.PruneSlack, or beyond store.MaxContacts, are pruned by the next
-// write: a new array in memory and a range deletion on disk. A write for many customers
+// bloom filters answer): it appends to the contact log and caches
+// nothing; a read that finds such a history past its bounds prunes it.
+// Contacts older than the retention by store.PruneSlack, or beyond
+// store.MaxContacts, are pruned by the next write: a new array in memory
+// and the whole log set anew on disk. A write for many customers
 // locks their stripes in ascending order, once each, so writers cannot
 // deadlock. Two writes to one customer are thus serialized and neither is
 // lost.

@@ -36,8 +36,10 @@ type Options struct {
 	// kill -9 can lose of them. The default is 1s.
 	SyncInterval time.Duration
 
-	// Logger receives Pebble's log messages and the store's own errors of
-	// the background sync, so the caller can route them through its logger.
+	// Logger receives Pebble's log messages, the store's own errors of
+	// the background sync and its notices (Infof, the format starting with
+	// "pebblestore: ": a layout conversion at Open), so the caller can
+	// route them through its logger.
 	// The default discards Infof and Errorf and panics in Fatalf (Pebble
 	// calls Fatalf only when it cannot continue).
 	Logger pebble.Logger

@@ -55,7 +55,7 @@ func TestPendingOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, contacts := countKeys(t, s, "put"); contacts != 1 {
-		t.Errorf("put: %d contact keys after the synced write; want 1", contacts)
+		t.Errorf("put: %d contacts on disk after the synced write; want 1", contacts)
 	}
 
 	// Close applies what is left.
@@ -124,12 +124,12 @@ func TestPendingConcurrent(t *testing.T) {
 		total += n
 	}
 	if total != workers*per {
-		t.Errorf("%d contact keys after reopening; want %d", total, workers*per)
+		t.Errorf("%d contacts on disk after reopening; want %d", total, workers*per)
 	}
 }
 
 // TestRecordUncached: recording for a stored customer that is not cached
-// writes only contact keys, without reading the customer: its attributes
+// only appends to its contact log, without reading the customer: its attributes
 // and earlier contacts stay, and a customer whose history grew past
 // MaxContacts that way is pruned when it is next read.
 func TestRecordUncached(t *testing.T) {
@@ -184,7 +184,7 @@ func TestRecordUncached(t *testing.T) {
 	}
 	s = openTest(t, dir)
 	if _, n := countKeys(t, s, "u"); n != len(c.Contacts) {
-		t.Errorf("%d contact keys on disk after the prune; %d in memory", n, len(c.Contacts))
+		t.Errorf("%d contacts on disk after the prune; %d in memory", n, len(c.Contacts))
 	}
 }
 

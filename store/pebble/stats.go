@@ -18,9 +18,9 @@ import (
 // sync) and by Close: a kill -9 loses at most SyncInterval of them.
 //
 // Key layout (customer records are under 'c', see keyCustomer, and their
-// contacts under 'k', see keyContact):
+// contact logs under 'h', see keyHistory):
 //
-//	"mlayout"                   layout version of the database (layoutV2)
+//	"mlayout"                   layout version of the database (layoutV3)
 //	"msince"                    when statistics started being kept (varint ns)
 //	"s"                         every action's counters (one value)
 //	"b" action hour             serves of an action in one hour (budgets)
@@ -35,9 +35,11 @@ import (
 // state the current one per action) and a restart restores minute detail.
 
 const (
-	// layoutV2: contacts under their own keys. Layout 1 (contacts inside
-	// the customer records, before any release) is not readable.
+	// layoutV3: one contact log per customer. Layout 2 (a key per
+	// contact) is converted at Open; layout 1 (contacts inside the
+	// customer records, before any release) is not readable.
 	layoutV2 = 2
+	layoutV3 = 3
 	statsV1  = 1
 	budgetV1 = 1
 

@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -58,7 +59,6 @@ type Store struct {
 	retention atomic.Int64  // how long contacts are kept, nanoseconds
 	unsynced  atomic.Bool   // a NoSync write was applied since the last WAL sync
 	pend      *pending      // contacts staged for the next group apply
-	seq       atomic.Uint32 // sequence numbers of recorded contact keys
 	hits      atomic.Uint64 // Customer calls answered by the cache
 	reads     atomic.Uint64 // customers read from Pebble
 	now       func() time.Time
@@ -94,7 +94,8 @@ func Open(opts Options) (*Store, error) {
 		FormatMajorVersion: formatVersion,
 		Logger:             opts.Logger,
 		Cache:              blockCache,
-		// Every decision writes contact keys spread over the whole key
+		Merger:             logMerger,
+		// Every decision appends to a contact log somewhere in the key
 		// space, so each flushed memtable overlaps all of the base
 		// level: larger memtables mean fewer, cheaper compactions per
 		// byte written.
@@ -119,7 +120,7 @@ func Open(opts Options) (*Store, error) {
 }
 
 func open(opts Options, db *pebble.DB) (*Store, error) {
-	since, err := initMeta(db)
+	since, err := initMeta(db, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -150,30 +151,39 @@ func open(opts Options, db *pebble.DB) (*Store, error) {
 		loopDone: make(chan struct{}),
 	}
 	s.pend = newPending(db, &s.unsynced)
-	s.seq.Store(uint32(time.Now().UnixNano() >> 10))
 	s.retention.Store(int64(store.MaxDays * 24 * time.Hour))
 	return s, nil
 }
 
-// initMeta checks the layout version, writing it and the statistics start
-// time on first open, and returns that time.
-func initMeta(db *pebble.DB) (time.Time, error) {
+// initMeta checks the layout version, converting a layout 2 database
+// (migrateV2) and writing the layout and the statistics start time on
+// first open, and returns that time.
+func initMeta(db *pebble.DB, logger pebble.Logger) (time.Time, error) {
 	v, closer, err := db.Get(keyLayout)
 	switch err {
 	case nil:
 		layout := string(v)
 		closer.Close()
-		if layout == "1" {
+		switch layout {
+		case string(rune('0' + layoutV3)):
+		case string(rune('0' + layoutV2)):
+			logger.Infof("pebblestore: converting the store from layout 2 (a key per contact) to layout 3 (a contact log per customer)")
+			start := time.Now()
+			n, err := migrateV2(db)
+			if err != nil {
+				return time.Time{}, fmt.Errorf("cannot convert store from layout 2: %w", err)
+			}
+			logger.Infof("pebblestore: converted the contacts of %d customers to layout 3 in %v", n, time.Since(start).Round(time.Millisecond))
+		case "1":
 			return time.Time{}, errors.New("cannot open store: it was written by an earlier development version (layout 1, contacts inside customer records), which this version does not read; start from an empty directory")
-		}
-		if layout != string(rune('0'+layoutV2)) {
+		default:
 			return time.Time{}, fmt.Errorf("cannot open store: unknown layout version %q", layout)
 		}
 	case pebble.ErrNotFound:
 		b := db.NewBatch()
 		defer b.Close()
 		now := time.Now().UTC()
-		_ = b.Set(keyLayout, []byte{'0' + layoutV2}, nil)
+		_ = b.Set(keyLayout, []byte{'0' + layoutV3}, nil)
 		_ = b.Set(keySince, binary.AppendVarint(nil, now.UnixNano()), nil)
 		if err := b.Commit(pebble.Sync); err != nil {
 			return time.Time{}, fmt.Errorf("cannot initialize store: %w", err)
@@ -191,6 +201,89 @@ func initMeta(db *pebble.DB) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("cannot read statistics start: %w", errCorrupt)
 	}
 	return time.Unix(0, ns).UTC(), nil
+}
+
+// migrateBatchBytes is the size at which migrateV2 commits its batch.
+var migrateBatchBytes = 4 << 20
+
+// migrateV2 converts a database of layout 2, one key per contact under
+// 'k' + id + time + sequence, to layout 3, one contact log per customer
+// (codec.go): it writes each customer's log, then deletes the 'k' range
+// and sets the layout in one synced batch. Until that batch the layout
+// stays 2 and the contact keys stay, so a conversion that stops half way
+// is done again in full at the next Open (which first deletes the logs it
+// had written). It returns how many customers had contacts.
+func migrateV2(db *pebble.DB) (int, error) {
+	customers := 0
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("k"), UpperBound: []byte("l")})
+	if err != nil {
+		return customers, err
+	}
+	defer it.Close()
+	b := db.NewBatch()
+	defer func() { b.Close() }()
+	// The logs of a conversion that stopped half way.
+	if err := b.DeleteRange([]byte("h"), []byte("i"), nil); err != nil {
+		return customers, err
+	}
+	var (
+		id  []byte // the customer whose contacts cts holds
+		cts []store.Contact
+		cd  contactDecoder
+	)
+	flush := func() error {
+		if id != nil {
+			key := keyHistory(nil, string(id))
+			if err := b.Set(key, appendContacts(nil, cts), nil); err != nil {
+				return err
+			}
+		}
+		if b.Len() < migrateBatchBytes {
+			return nil
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return err
+		}
+		b.Close()
+		b = db.NewBatch()
+		return nil
+	}
+	for it.First(); it.Valid(); it.Next() {
+		key := it.Key()
+		cid, _, ok := bytesString(key[1:])
+		if !ok {
+			return customers, fmt.Errorf("contact key %q: %w", key, errCorrupt)
+		}
+		if !bytes.Equal(cid, id) {
+			if err := flush(); err != nil {
+				return customers, err
+			}
+			id, cts, cd = slices.Clone(cid), cts[:0], contactDecoder{}
+			customers++
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return customers, err
+		}
+		k, err := cd.decodeV2(len(key)-8-4, key, v)
+		if err != nil {
+			return customers, fmt.Errorf("contact key %q: %w", key, err)
+		}
+		cts = append(cts, k)
+	}
+	if err := it.Error(); err != nil {
+		return customers, err
+	}
+	if err := flush(); err != nil {
+		return customers, err
+	}
+	if err := b.DeleteRange([]byte("k"), []byte("l"), nil); err != nil {
+		return customers, err
+	}
+	if err := b.Set(keyLayout, []byte{'0' + layoutV3}, nil); err != nil {
+		return customers, err
+	}
+	return customers, b.Commit(pebble.Sync)
 }
 
 // keyCustomer appends the key of a customer record: 'c' and the id.
@@ -290,36 +383,35 @@ func (s *Store) loadLocked(id string, waited *bool) (*store.Customer, *entry, in
 }
 
 // read reads a customer from Pebble: the main record, then the contact
-// keys (which exist only with a main record, see codec.go). It also
+// log (which exists only with a main record, see codec.go). It also
 // returns the main record's size.
 func (s *Store) read(id string) (*store.Customer, int, error) {
 	c, size, err := s.readMain(id)
 	if c == nil || err != nil {
 		return nil, 0, err
 	}
-	prefix := keyContacts(nil, id)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: keyContactsEnd(prefix)})
+	log, closer, err := s.db.Get(keyHistory(nil, id))
+	if err == pebble.ErrNotFound {
+		return c, size, nil
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot read contacts of customer %q: %w", id, err)
 	}
-	cd := contactDecoder{prefixLen: len(prefix)}
-	for it.First(); it.Valid(); it.Next() {
-		var k store.Contact
-		v, err := it.ValueAndErr()
-		if err == nil {
-			k, err = cd.decode(it.Key(), v)
-		}
-		if err != nil {
-			it.Close()
-			return nil, 0, fmt.Errorf("cannot decode contact %q of customer %q: %w", it.Key(), id, err)
-		}
-		c.Contacts = append(c.Contacts, k)
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, 0, fmt.Errorf("cannot read contacts of customer %q: %w", id, err)
+	var cd contactDecoder
+	c.Contacts, err = cd.decodeContacts(make([]store.Contact, 0, contactsRoom(len(log))), log)
+	closer.Close()
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot decode contacts of customer %q: %w", id, err)
 	}
 	c.Summarize()
 	return c, size, nil
+}
+
+// contactsRoom is the capacity to allocate for the contacts of a log of n
+// bytes: an estimate on the high side (an entry takes 14 bytes or more),
+// with room for the next ones a decision records.
+func contactsRoom(n int) int {
+	return n/14 + 4
 }
 
 // prefetch reads the main records of the ids that are not cached and
@@ -422,7 +514,7 @@ func (ch *change) prune(cutoff int64, slack time.Duration) {
 	if ch.c.NeedsPrune(cutoff, slack) {
 		var n int
 		ch.c, n = ch.c.Pruned(cutoff)
-		ch.pruned = ch.pruned || n > 0
+		ch.replace = ch.replace || n > 0
 	}
 }
 
@@ -433,20 +525,15 @@ type change struct {
 	c    *store.Customer // the new version; nil: deleted
 	main bool            // rewrite the main record
 	size int             // the main record's size (set by stage when main)
-	// replace deletes every contact key before writing added.
-	replace bool
-	// added are contacts of c to write as keys, with their sequence
-	// numbers (recordSeqs, sortedSeqs).
+	// added are contacts of c to append to its contact log.
 	added []store.Contact
-	seqs  []uint32
-	// pruned deletes the contact keys before c's first contact (all if
-	// it has none), after writing added.
-	pruned bool
+	// replace sets the contact log to c's contacts (an import, a prune)
+	// instead of appending added.
+	replace bool
 	// partial: c lacks the contacts of a stored customer that is not
 	// cached (it was not read, or only its main record was), so c is
 	// written (its main record if main, added) but never cached.
 	partial bool
-	seqBuf  [4]uint32 // room for the seqs of a decision's contacts
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -455,25 +542,11 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 	scratch := (*buf)[:0]
 	defer func() { *buf = scratch[:0] }()
-	deleteContacts := func(before *store.Contact) error {
-		start := keyContacts(scratch[:0], ch.id)
-		var end []byte
-		if before != nil {
-			end = keyContact(start[len(start):], ch.id, before.At, 0)
-		} else {
-			end = keyContactsEnd(start)
-		}
-		scratch = start
-		if len(end) > 0 && cap(end) > cap(scratch) {
-			scratch = end
-		}
-		return b.DeleteRange(start, end, nil)
-	}
 	if ch.c == nil && !ch.partial {
 		if err := b.Delete(keyCustomer(scratch[:0], ch.id), nil); err != nil {
 			return err
 		}
-		return deleteContacts(nil)
+		return b.Delete(keyHistory(scratch[:0], ch.id), nil)
 	}
 	if ch.main {
 		rec, err := appendCustomer(scratch[:0], ch.c)
@@ -487,27 +560,19 @@ func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 			return err
 		}
 	}
-	if ch.replace {
-		if err := deleteContacts(nil); err != nil {
-			return err
-		}
-	}
-	for i := range ch.added {
-		k := &ch.added[i]
-		key := keyContact(scratch[:0], ch.id, k.At, ch.seqs[i])
-		val := appendContact(key[len(key):], k)
-		scratch = val
-		if err := b.Set(key, val, nil); err != nil {
-			return err
-		}
-	}
-	if ch.pruned {
-		// After the sets: a contact added and pruned at once is deleted.
-		var first *store.Contact
-		if len(ch.c.Contacts) > 0 {
-			first = &ch.c.Contacts[0]
-		}
-		return deleteContacts(first)
+	switch {
+	case ch.replace && len(ch.c.Contacts) == 0:
+		return b.Delete(keyHistory(scratch[:0], ch.id), nil)
+	case ch.replace:
+		key := keyHistory(scratch[:0], ch.id)
+		log := appendContacts(key[len(key):], ch.c.Contacts)
+		scratch = log
+		return b.Set(key, log, nil)
+	case len(ch.added) > 0:
+		key := keyHistory(scratch[:0], ch.id)
+		log := appendContacts(key[len(key):], ch.added)
+		scratch = log
+		return b.Merge(key, log, nil)
 	}
 	return nil
 }
@@ -641,8 +706,8 @@ func (s *Store) PatchAttributes(id string, patch map[string]any) (map[string]any
 	return c.Attributes, nil
 }
 
-// Delete implements store.Store: it deletes the main record and every
-// contact key (a range deletion) in one synced batch. The customer is gone
+// Delete implements store.Store: it deletes the main record and the
+// contact log in one synced batch. The customer is gone
 // from reads and the cache on return; Pebble drops its bytes from the
 // files when compactions pass over the deletions.
 func (s *Store) Delete(id string) (bool, error) {
@@ -757,9 +822,9 @@ func (s *Store) Record(id string, contacts []store.Contact, stats []store.StatDe
 	return nil
 }
 
-// record appends contacts to a customer's history. It writes one small key
-// per contact and never the main record (but an empty one for a new
-// customer); in memory it appends to the cached history in place
+// record appends contacts to a customer's history. It appends them to the
+// customer's contact log (one merge operand) and never writes the main
+// record (but an empty one for a new customer); in memory it appends to the cached history in place
 // (store.Customer.AppendContacts): its cost does not depend on the
 // history's length, but for the rare prune. Contacts older than the
 // retention are dropped.
@@ -798,9 +863,9 @@ func (s *Store) recordLocked(id string, contacts []store.Contact) (func() error,
 	ch := &chs[0]
 	*ch = change{id: id, e: e}
 	if e == nil {
-		// Not cached: the keys need no read of the customer (their
-		// sequence numbers come from the store's counter), only to know
-		// whether it exists, as a first contact creates the customer.
+		// Not cached: appending to the contact log needs no read of the
+		// customer, only to know whether it exists, as a first contact
+		// creates the customer.
 		exists, err := s.exists(id)
 		if err != nil {
 			return nil, err
@@ -808,7 +873,6 @@ func (s *Store) recordLocked(id string, contacts []store.Contact) (func() error,
 		if exists {
 			ch.partial = true
 			ch.added = kept
-			ch.seqs = s.recordSeqs(kept, ch.seqBuf[:0])
 			ch.c = &store.Customer{ID: id}
 			return s.write(chs[:], false)
 		}
@@ -819,10 +883,9 @@ func (s *Store) recordLocked(id string, contacts []store.Contact) (func() error,
 		old = newCustomer(id)
 		ch.main = true
 	}
-	// The keys take the times AppendContacts gives the contacts.
+	// The log takes the times AppendContacts gives the contacts.
 	kept = store.InOrder(old.Contacts, kept)
 	ch.added = kept
-	ch.seqs = s.recordSeqs(kept, ch.seqBuf[:0])
 	ch.c = old.AppendContacts(kept)
 	ch.prune(cutoff, slack)
 	return s.write(chs[:], false)
@@ -848,17 +911,6 @@ func (s *Store) hasMain(id string) (bool, error) {
 	}
 	closer.Close()
 	return true, nil
-}
-
-// recordSeqs appends to seqs the sequence numbers of the keys of cts (see
-// codec.go): the store's counter with the high bit set.
-func (s *Store) recordSeqs(cts []store.Contact, seqs []uint32) []uint32 {
-	n := uint32(len(cts))
-	last := s.seq.Add(n)
-	for i := range n {
-		seqs = append(seqs, (last-(n-1-i))|recordSeqBit)
-	}
-	return seqs
 }
 
 // ServedSince implements store.Store, at the resolution described in
@@ -912,7 +964,7 @@ func (s *Store) Import(customers []*store.Customer) error {
 			slices.SortStableFunc(cp.Contacts, func(a, b store.Contact) int { return cmp.Compare(a.At, b.At) })
 		}
 		pc, _ := cp.Pruned(cutoff)
-		changes[i] = change{id: c.ID, c: pc, main: true, replace: true, added: pc.Contacts, seqs: sortedSeqs(pc.Contacts)}
+		changes[i] = change{id: c.ID, c: pc, main: true, replace: true}
 		ids[i] = c.ID
 	}
 	if err := s.enter(); err != nil {

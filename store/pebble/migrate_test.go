@@ -1,0 +1,155 @@
+package pebblestore
+
+import (
+	"encoding/binary"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/nudge-engine/nudge/store"
+)
+
+// keyContactV2 and contactValueV2 write a contact as layout 2 did: a key
+// per contact ('k', the id as a string, the time with the sign bit flipped,
+// a sequence number) and a value of contactV1, outcome, action, channel.
+func keyContactV2(id string, at int64, seq uint32) []byte {
+	b := appendString([]byte{'k'}, id)
+	b = binary.BigEndian.AppendUint64(b, uint64(at)^(1<<63))
+	return binary.BigEndian.AppendUint32(b, seq)
+}
+
+func contactValueV2(k *store.Contact) []byte {
+	b := []byte{contactV1, byte(k.Outcome)}
+	return appendString(appendString(b, k.Action), k.Channel)
+}
+
+// writeV2 creates a database of layout 2 holding customers, and a stale
+// contact log (as a conversion stopped half way leaves) for the first.
+func writeV2(t *testing.T, dir string, customers []*store.Customer) {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: formatVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := db.NewBatch()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(b.Set(keyLayout, []byte{'0' + layoutV2}, nil))
+	must(b.Set(keySince, binary.AppendVarint(nil, time.Now().UnixNano()), nil))
+	for _, c := range customers {
+		rec, err := appendCustomer(nil, c)
+		must(err)
+		must(b.Set(keyCustomer(nil, c.ID), rec, nil))
+		for i := range c.Contacts {
+			k := &c.Contacts[i]
+			must(b.Set(keyContactV2(c.ID, k.At, uint32(i)), contactValueV2(k), nil))
+		}
+	}
+	stale := []store.Contact{served("stale", time.Now().UnixNano())}
+	must(b.Set(keyHistory(nil, customers[0].ID), appendContacts(nil, stale), nil))
+	must(b.Commit(pebble.Sync))
+	must(db.Close())
+}
+
+// TestMigrateV2: Open converts a layout 2 directory into contact logs,
+// over several batches, keeping every customer's contacts in order, and
+// leaves no contact key of layout 2 behind.
+func TestMigrateV2(t *testing.T) {
+	defer func(n int) { migrateBatchBytes = n }(migrateBatchBytes)
+	migrateBatchBytes = 1 << 10
+	now := time.Now()
+	var customers []*store.Customer
+	for i := range 60 {
+		c := &store.Customer{ID: fmt.Sprintf("c-%d", i), Attributes: map[string]any{"n": float64(i)}}
+		for j := range i % 7 {
+			c.Contacts = append(c.Contacts, store.Contact{Action: fmt.Sprintf("a%d", j%3), Channel: "web",
+				Outcome: store.Outcome(j % 3), At: now.Add(time.Duration(j/2-10) * time.Minute).UnixNano()})
+		}
+		customers = append(customers, c)
+	}
+	// Ids whose keys sort next to each other's.
+	customers = append(customers, &store.Customer{ID: "c", Contacts: []store.Contact{served("x", now.UnixNano())}},
+		&store.Customer{ID: "c\x00", Contacts: []store.Contact{served("y", now.UnixNano())}})
+	dir := t.TempDir()
+	writeV2(t, dir, customers)
+
+	s := openTest(t, dir)
+	for _, want := range customers {
+		got := mustCustomer(t, s, want.ID)
+		if got == nil {
+			t.Fatalf("%s: missing", want.ID)
+		}
+		if !reflect.DeepEqual(canon(got), canon(want)) {
+			t.Errorf("%s:\ngot  %+v\nwant %+v", want.ID, canon(got), canon(want))
+		}
+	}
+	v, closer, err := s.db.Get(keyLayout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(v) != "3" {
+		t.Errorf("layout %q; want 3", v)
+	}
+	closer.Close()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte("k"), UpperBound: []byte("l")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.First() {
+		t.Errorf("layout 2 key left: %q", it.Key())
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLogMerger: the merger concatenates operands oldest first whatever
+// the order Pebble hands them over in, as the default merger does.
+func TestLogMerger(t *testing.T) {
+	ops := []string{"a", "bb", "", "ccc", "d", "ee"} // oldest first
+	for start := range ops {
+		for older := 0; older <= start; older++ {
+			// Pebble starts from one operand, then adds older ones
+			// (newest to oldest) and newer ones (oldest to newest).
+			vm, err := logMerger.Merge(nil, []byte(ops[start]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := start - 1; i >= start-older; i-- {
+				if err := vm.MergeOlder([]byte(ops[i])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := start + 1; i < len(ops); i++ {
+				if err := vm.MergeNewer([]byte(ops[i])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, _, err := vm.Finish(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ""
+			for _, op := range ops[start-older:] {
+				want += op
+			}
+			def, _ := pebble.DefaultMerger.Merge(nil, []byte(ops[start]))
+			for i := start - 1; i >= start-older; i-- {
+				_ = def.MergeOlder([]byte(ops[i]))
+			}
+			for i := start + 1; i < len(ops); i++ {
+				_ = def.MergeNewer([]byte(ops[i]))
+			}
+			defGot, _, _ := def.Finish(true)
+			if string(got) != want || string(defGot) != want {
+				t.Errorf("start %d, %d older: got %q, default merger %q; want %q", start, older, got, defGot, want)
+			}
+		}
+	}
+}
