@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -57,7 +58,9 @@ func OutcomeNames() []string { return append([]string(nil), outcomeNames[:Holdou
 // of a customer share what a write does not change:
 //
 //   - Attributes and Events are shared until a write of attributes or
-//     events replaces them (CopySharingContacts copies them).
+//     events replaces them (CopySharingContacts copies them; an event
+//     write shares the attributes and copies only the aggregates of the
+//     event types it adds to, CopyForEvents).
 //   - Contacts are shared too, including the backing array: recording a
 //     contact appends to the newest version's slice (AppendContacts). When
 //     the array has spare capacity the new elements go there, in place.
@@ -481,6 +484,30 @@ func (c *Customer) Copy() *Customer {
 	out := c.CopySharingContacts()
 	out.Contacts = slices.Clone(c.Contacts)
 	out.index = nil // a new array: scan
+	return out
+}
+
+// CopyForEvents returns a copy of c for AddEvent calls of the given types:
+// it shares c's attributes (an event does not change them), contacts and
+// the aggregates of the other event types, and copies the aggregates of
+// types so that AddEvent can change them. It costs O(event types + the
+// aggregates of types).
+func (c *Customer) CopyForEvents(types []string) *Customer {
+	if c == nil {
+		return nil
+	}
+	out := &Customer{ID: c.ID, Attributes: c.Attributes, Contacts: c.Contacts, Outcomes: c.Outcomes, index: c.index}
+	if c.Events != nil {
+		out.Events = maps.Clone(c.Events)
+		for _, typ := range types {
+			if s := c.Events[typ]; s != nil {
+				cp := *s
+				cp.Days = slices.Clone(s.Days)
+				cp.Recent = slices.Clone(s.Recent)
+				out.Events[typ] = &cp
+			}
+		}
+	}
 	return out
 }
 

@@ -3,6 +3,7 @@ package store_test
 import (
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -282,6 +283,40 @@ func TestCustomerAddEvent(t *testing.T) {
 	}
 	if len(c.Events) != 2 || c.Events["purchase"].Count != 2 || c.Events["purchase"].Sum != 70 || c.Events["view"].Count != 1 {
 		t.Errorf("got events %+v; want purchase 2 (sum 70), view 1", c.Events)
+	}
+}
+
+// TestCopyForEvents: events added to the copy for their types leave the
+// original as it was, and the copy shares what they do not change.
+func TestCopyForEvents(t *testing.T) {
+	orig := &store.Customer{ID: "c", Attributes: map[string]any{"tier": "gold"}}
+	for d := range 20 {
+		orig.AddEvent("purchase", at(d, 0), 10)
+		orig.AddEvent("view", at(d, time.Hour), 0)
+	}
+	want := orig.Copy()
+	cp := orig.CopyForEvents([]string{"purchase", "signup"})
+	cp.AddEvent("purchase", at(19, 2*time.Hour), 5) // today's bucket and the recent list
+	cp.AddEvent("purchase", at(20, 0), 5)           // a new day
+	cp.AddEvent("signup", at(20, 0), 0)             // a new type
+	if !reflect.DeepEqual(orig, want) {
+		t.Errorf("the original changed:\ngot  %+v\nwant %+v", orig.Events["purchase"], want.Events["purchase"])
+	}
+	if got := cp.Events["purchase"]; got.Count != 22 || got.Sum != 210 || len(got.Days) != 21 {
+		t.Errorf("copy: purchase %+v", got)
+	}
+	if cp.Events["signup"] == nil || orig.Events["signup"] != nil {
+		t.Errorf("signup: copy %v, original %v", cp.Events["signup"], orig.Events["signup"])
+	}
+	if cp.Events["view"] != orig.Events["view"] {
+		t.Error("the view aggregates were copied; want them shared")
+	}
+	cp.Attributes["probe"] = true
+	if orig.Attributes["probe"] != true {
+		t.Error("the attributes were copied; want them shared")
+	}
+	if (*store.Customer)(nil).CopyForEvents(nil) != nil {
+		t.Error("CopyForEvents of nil: want nil")
 	}
 }
 

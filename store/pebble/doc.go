@@ -41,9 +41,10 @@
 // locks picked by a hash of the id: it reads the current customer (from the
 // cache or Pebble), builds a new version (the cached value is shared with
 // readers and never mutated), commits, then publishes the new version to
-// the cache, all under the lock. An attribute or event write copies the
-// attributes and events (Customer.CopySharingContacts) and shares the
-// contact history; Record shares everything but the history, which it
+// the cache, all under the lock. An attribute write copies the
+// attributes and events (Customer.CopySharingContacts), an event write the
+// aggregates of its event types (Customer.CopyForEvents), and both share
+// the contact history; Record shares everything but the history, which it
 // appends to in place when its array has room (Customer.AppendContacts:
 // only the newest version, the cached one, is ever appended to, and only
 // under the lock, so older versions, whose length ends before the new

@@ -756,10 +756,18 @@ func (s *Store) AddEvents(events []store.Event) error {
 		byID := make(map[string]int, len(events))
 		changes := make([]change, 0, len(events))
 		ids := make([]string, 0, len(events))
+		types := make([][]string, 0, len(events)) // the event types of ids[i]
 		for i := range events {
-			if _, ok := byID[events[i].CustomerID]; !ok {
-				byID[events[i].CustomerID] = len(ids)
-				ids = append(ids, events[i].CustomerID)
+			ev := &events[i]
+			j, ok := byID[ev.CustomerID]
+			if !ok {
+				j = len(ids)
+				byID[ev.CustomerID] = j
+				ids = append(ids, ev.CustomerID)
+				types = append(types, nil)
+			}
+			if !slices.Contains(types[j], ev.Type) {
+				types[j] = append(types[j], ev.Type)
 			}
 		}
 		// The customers' stripe locks are held until the batch is
@@ -772,7 +780,7 @@ func (s *Store) AddEvents(events []store.Event) error {
 		defer unlock()
 		waited := false
 		cutoff, slack := s.cutoff()
-		for _, id := range ids {
+		for i, id := range ids {
 			// Events change the main record only: a customer that is not
 			// cached needs its main record, not its contacts.
 			old, e := s.cachedLocked(id, &waited)
@@ -785,7 +793,7 @@ func (s *Store) AddEvents(events []store.Event) error {
 					return nil, err
 				}
 			}
-			c := old.CopySharingContacts()
+			c := old.CopyForEvents(types[i])
 			if c == nil {
 				c = newCustomer(id)
 			}
