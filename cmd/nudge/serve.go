@@ -42,6 +42,7 @@ Flags:
 type serveConfig struct {
 	addr, rulesDir, dataDir  string
 	cacheMB                  int
+	blockCacheMB             int
 	memoryLimitMB            int
 	logFormat, logLevel      string
 	cors                     string
@@ -62,6 +63,7 @@ func runServe(args []string, stderr io.Writer) int {
 	fs.StringVar(&c.rulesDir, "rules", "", "rules directory (required)")
 	fs.StringVar(&c.dataDir, "data", "", "data directory of the store (required)")
 	fs.IntVar(&c.cacheMB, "cache-mb", 256, "size of the customer cache in MiB")
+	fs.IntVar(&c.blockCacheMB, "block-cache-mb", pebblestore.DefaultBlockCacheMB, "size of Pebble's block cache in MiB (serves cache misses without reading the disk)")
 	fs.IntVar(&c.memoryLimitMB, "memory-limit-mb", 0,
 		"soft memory limit of the Go runtime in MiB; 0: GOMEMLIMIT if set, else 128 + 2 × cache-mb (+ Pebble's caches in a build without cgo)")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or console")
@@ -96,7 +98,7 @@ func runServe(args []string, stderr io.Writer) int {
 }
 
 func serve(c serveConfig, log zerolog.Logger) error {
-	sopts := pebblestore.Options{Dir: c.dataDir, CacheMB: c.cacheMB, Logger: pebbleLogger{log}}
+	sopts := pebblestore.Options{Dir: c.dataDir, CacheMB: c.cacheMB, BlockCacheMB: c.blockCacheMB, Logger: pebbleLogger{log}}
 	sopts.EnsureDefaults()
 	if limit, from := memoryLimit(c.memoryLimitMB, &sopts, os.Getenv("GOMEMLIMIT") != "", pebbleInGoHeap()); limit > 0 {
 		debug.SetMemoryLimit(limit)
