@@ -50,7 +50,8 @@
 // under the lock, so older versions, whose length ends before the new
 // contacts, never see them). Record for a customer that is not cached
 // reads nothing but whether its main record exists (a point read the
-// bloom filters answer): it appends to the contact log and caches
+// bloom filters answer, skipped for the last two customers of its stripe
+// found in Pebble, which Delete forgets): it appends to the contact log and caches
 // nothing; a read that finds such a history past its bounds prunes it.
 // Contacts older than the retention by store.PruneSlack, or beyond
 // store.MaxContacts, are pruned by the next write: a new array in memory

@@ -217,3 +217,45 @@ func TestEventsUncached(t *testing.T) {
 		t.Error("the event for a new customer was lost")
 	}
 }
+
+// TestRecordAfterDelete: a customer read from Pebble, not cached, then
+// deleted is created anew by the next contact (Record must not take it
+// for the customer it read before the delete), and a read customer that
+// was not cached still gets its contacts appended.
+func TestRecordAfterDelete(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	now := time.Now().UnixNano()
+	evict := func(id string) {
+		mu := &s.stripes[s.stripe(id)]
+		mu.Lock()
+		s.cache.Wait()
+		s.cache.Del(id)
+		mu.Unlock()
+	}
+	for _, id := range []string{"kept", "gone"} {
+		if err := s.PutAttributes(id, map[string]any{"tier": "gold"}); err != nil {
+			t.Fatal(err)
+		}
+		evict(id)
+		if c := mustCustomer(t, s, id); c == nil { // read from Pebble
+			t.Fatalf("%s: missing", id)
+		}
+		evict(id)
+	}
+	if ok, err := s.Delete("gone"); !ok || err != nil {
+		t.Fatalf("Delete: %v, %v", ok, err)
+	}
+	evict("gone")
+	for _, id := range []string{"kept", "gone"} {
+		if err := s.Record(id, []store.Contact{served("a", now)}, nil); err != nil {
+			t.Fatal(err)
+		}
+		evict(id)
+	}
+	if c := mustCustomer(t, s, "kept"); c == nil || c.Attributes["tier"] != "gold" || actions(c.Contacts) != "a" {
+		t.Errorf("kept: %+v", c)
+	}
+	if c := mustCustomer(t, s, "gone"); c == nil || c.Attributes != nil || actions(c.Contacts) != "a" {
+		t.Errorf("gone, then contacted: %+v; want a new customer with one contact", c)
+	}
+}

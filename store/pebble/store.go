@@ -48,11 +48,16 @@ var ErrClosed = errors.New("pebblestore: store is closed")
 
 // Store is the durable store.Store. It is safe for concurrent use.
 type Store struct {
-	opts     Options
-	db       *pebble.DB
-	cache    *ristretto.Cache[string, *entry]
-	seed     maphash.Seed
-	stripes  [numStripes]sync.Mutex
+	opts    Options
+	db      *pebble.DB
+	cache   *ristretto.Cache[string, *entry]
+	seed    maphash.Seed
+	stripes [numStripes]sync.Mutex
+	// existing holds, per stripe, the ids of the last customers read from
+	// Pebble that exist (guarded by the stripe lock; Delete removes an
+	// id): Record for a customer the cache did not admit after the read
+	// that decided for it then need not read again whether it exists.
+	existing [numStripes][2]string
 	counters *counters
 	since    time.Time
 
@@ -330,6 +335,9 @@ func (s *Store) Customer(id string) (*store.Customer, error) {
 	if err != nil || e != nil {
 		return c, err
 	}
+	if c != nil {
+		s.readLocked(id)
+	}
 	if cutoff, slack := s.cutoff(); c.NeedsPrune(cutoff, slack) {
 		// Rare: a history that grew while not cached (recordLocked
 		// appends to those without reading them). The pruned version is
@@ -343,6 +351,26 @@ func (s *Store) Customer(id string) (*store.Customer, error) {
 	}
 	s.cacheLocked(id, nil, c, size)
 	return c, nil
+}
+
+// readLocked notes that id exists, having just been read from Pebble. The
+// caller holds id's stripe lock.
+func (s *Store) readLocked(id string) {
+	r := &s.existing[s.stripe(id)]
+	if r[0] != id {
+		r[1], r[0] = r[0], id
+	}
+}
+
+// forgetLocked removes id from the customers noted by readLocked. The
+// caller holds id's stripe lock.
+func (s *Store) forgetLocked(id string) {
+	r := &s.existing[s.stripe(id)]
+	for i := range r {
+		if r[i] == id {
+			r[i] = ""
+		}
+	}
 }
 
 // cachedLocked returns the cached customer (nil if known not to exist)
@@ -724,6 +752,7 @@ func (s *Store) Delete(id string) (bool, error) {
 		if err != nil || old == nil {
 			return false, nil, err
 		}
+		s.forgetLocked(id)
 		wait, err := s.write([]change{{id: id, e: e}}, true)
 		return true, wait, err
 	}()
@@ -902,6 +931,9 @@ func (s *Store) recordLocked(id string, contacts []store.Contact) (func() error,
 // exists reports whether a main record is stored for id, after anything
 // staged (the caller holds id's stripe lock).
 func (s *Store) exists(id string) (bool, error) {
+	if r := &s.existing[s.stripe(id)]; r[0] == id || r[1] == id {
+		return true, nil
+	}
 	if err := s.pend.drainFor(s.stripe(id)); err != nil {
 		return false, err
 	}
