@@ -9,6 +9,8 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"github.com/nudge-engine/nudge/store"
 )
@@ -435,10 +437,35 @@ func appendContacts(b []byte, cts []store.Contact) []byte {
 }
 
 // contactDecoder decodes contacts, interning the actions and channels: a
-// history repeats a few of them.
+// history repeats a few of them, and customers share them (names).
 type contactDecoder struct {
 	strs []string
 	seen map[string]string // when strs is long
+}
+
+// names interns the actions and channels of decoded contacts across
+// customers, up to maxNames of them: a ruleset has a few thousand at most,
+// so every customer read from Pebble shares one copy of each instead of
+// allocating its own (which the cache would then hold).
+var (
+	names    sync.Map // string → string
+	numNames atomic.Int64
+)
+
+const maxNames = 1 << 14
+
+func internName(b []byte) string {
+	if s, ok := names.Load(string(b)); ok {
+		return s.(string)
+	}
+	s := string(b)
+	if numNames.Load() < maxNames {
+		if prev, loaded := names.LoadOrStore(s, s); loaded {
+			return prev.(string)
+		}
+		numNames.Add(1)
+	}
+	return s
 }
 
 func (cd *contactDecoder) intern(b []byte) string {
@@ -446,7 +473,7 @@ func (cd *contactDecoder) intern(b []byte) string {
 		if s, ok := cd.seen[string(b)]; ok {
 			return s
 		}
-		s := string(b)
+		s := internName(b)
 		cd.seen[s] = s
 		return s
 	}
@@ -455,7 +482,7 @@ func (cd *contactDecoder) intern(b []byte) string {
 			return s
 		}
 	}
-	s := string(b)
+	s := internName(b)
 	cd.strs = append(cd.strs, s)
 	if len(cd.strs) > 16 {
 		cd.seen = make(map[string]string, 2*len(cd.strs))

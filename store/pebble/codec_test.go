@@ -7,8 +7,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/nudge-engine/nudge/store"
 )
@@ -392,5 +394,23 @@ func TestServeLog(t *testing.T) {
 	f(-100*24*time.Hour, 1)
 	if !l.pruned {
 		t.Error("pruned not set")
+	}
+}
+
+// TestContactNamesShared: customers decoded from their logs share one
+// copy of each action and channel name.
+func TestContactNamesShared(t *testing.T) {
+	log := appendContacts(nil, []store.Contact{{Action: "shared-action-x", Channel: "web"}, {Action: "shared-action-x", Channel: "email"}})
+	var a, b contactDecoder
+	ca, err := a.decodeContacts(nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.decodeContacts(nil, slices.Clone(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsafe.StringData(ca[0].Action) != unsafe.StringData(cb[1].Action) || unsafe.StringData(ca[1].Channel) != unsafe.StringData(cb[1].Channel) {
+		t.Error("two customers' contacts hold their own copies of a name")
 	}
 }

@@ -34,8 +34,8 @@ import (
 //     written through the API holds its strings apart, in about as many
 //     bytes as they take in its new record. Either way the strings cost
 //     the larger of the record and the sum of their lengths.
-//   - Contacts' actions and channels are interned per load: a few strings
-//     per customer, which are not counted; each contact counts its
+//   - Contacts' actions and channels are interned across customers
+//     (internName), so they are not counted; each contact counts its
 //     store.Contact in the slice's capacity. The Outcomes map's keys are
 //     those interned strings.
 //   - A long history keeps a contact index (store/index.go): per action
