@@ -259,3 +259,32 @@ func TestRecordAfterDelete(t *testing.T) {
 		t.Errorf("gone, then contacted: %+v; want a new customer with one contact", c)
 	}
 }
+
+// TestStageReusesBuffer: staging a customer's writes reuses the scratch
+// buffer from its front: after the first call, only appendCustomer's
+// sorting of the event types allocates (a shrinking buffer allocated at
+// every call and was a third of the bytes batch ingest allocated).
+func TestStageReusesBuffer(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	b := s.db.NewBatch()
+	defer b.Close()
+	c := typicalCustomer("c")
+	chs := []change{
+		{id: "c", c: c, main: true, added: c.Contacts[:2]},
+		{id: "c", c: c, main: true, replace: true},
+		{id: "c", c: c, added: c.Contacts[:1]},
+	}
+	buf := make([]byte, 0, 16)
+	run := func() {
+		b.Reset()
+		for i := range chs {
+			if err := stage(b, &chs[i], &buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	run()
+	if allocs := testing.AllocsPerRun(100, run); allocs > float64(len(chs)) {
+		t.Errorf("%v allocations to stage %d changes; want at most %d", allocs, len(chs), len(chs))
+	}
+}

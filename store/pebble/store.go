@@ -566,43 +566,46 @@ type change struct {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// stage adds ch to b, using *buf as scratch space.
+// stage adds ch to b, using *buf as scratch space: the batch copies what
+// it is given, so each step starts again at the front of the buffer, and
+// *buf keeps the largest buffer for the next call.
 func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 	scratch := (*buf)[:0]
-	defer func() { *buf = scratch[:0] }()
+	defer func() { *buf = scratch }()
 	if ch.c == nil && !ch.partial {
-		if err := b.Delete(keyCustomer(scratch[:0], ch.id), nil); err != nil {
+		if err := b.Delete(keyCustomer(scratch, ch.id), nil); err != nil {
 			return err
 		}
-		return b.Delete(keyHistory(scratch[:0], ch.id), nil)
+		return b.Delete(keyHistory(scratch, ch.id), nil)
 	}
 	if ch.main {
-		rec, err := appendCustomer(scratch[:0], ch.c)
+		rec, err := appendCustomer(scratch, ch.c)
 		if err != nil {
 			return err
 		}
-		key := keyCustomer(rec[len(rec):], ch.id)
-		scratch = key
+		scratch = rec[:0] // the front of the buffer, grown or not
 		ch.size = len(rec)
-		if err := b.Set(key, rec, nil); err != nil {
+		if err := b.Set(keyCustomer(rec[len(rec):], ch.id), rec, nil); err != nil {
 			return err
 		}
 	}
+	var log []byte
 	switch {
 	case ch.replace && len(ch.c.Contacts) == 0:
-		return b.Delete(keyHistory(scratch[:0], ch.id), nil)
+		return b.Delete(keyHistory(scratch, ch.id), nil)
 	case ch.replace:
-		key := keyHistory(scratch[:0], ch.id)
-		log := appendContacts(key[len(key):], ch.c.Contacts)
-		scratch = log
-		return b.Set(key, log, nil)
+		log = appendContacts(scratch, ch.c.Contacts)
 	case len(ch.added) > 0:
-		key := keyHistory(scratch[:0], ch.id)
-		log := appendContacts(key[len(key):], ch.added)
-		scratch = log
-		return b.Merge(key, log, nil)
+		log = appendContacts(scratch, ch.added)
+	default:
+		return nil
 	}
-	return nil
+	scratch = log[:0]
+	key := keyHistory(log[len(log):], ch.id)
+	if ch.replace {
+		return b.Set(key, log, nil)
+	}
+	return b.Merge(key, log, nil)
 }
 
 // write applies changes under the stripe locks held by the caller: one
