@@ -99,3 +99,48 @@ func BenchmarkDecideHandler(b *testing.B) {
 		})
 	})
 }
+
+// noEvents is a store that drops events, so that BenchmarkEventsHandler
+// measures the handler.
+type noEvents struct{ *memstore.Store }
+
+func (noEvents) AddEvents([]store.Event) error { return nil }
+
+// BenchmarkEventsHandler runs POST /v1/events with a batch of 100 events
+// through the handler (no network, a store that drops them): decoding and
+// validation.
+func BenchmarkEventsHandler(b *testing.B) {
+	rs, err := rules.LoadDir("../testdata/storefront/rules")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := server.New(server.Options{}, noEvents{memstore.New()}, &fakeRules{rs: rs}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	events := make([]map[string]any, 100)
+	for i := range events {
+		events[i] = map[string]any{"customer_id": fmt.Sprintf("c-%d", i*7919%100000), "type": "page_view",
+			"time": "2026-11-23T10:00:00Z", "value": float64(i % 50), "properties": map[string]any{"path": "/shoes"}}
+	}
+	body, err := json.Marshal(map[string]any{"events": events})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var req fasthttp.Request
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURI("/v1/events")
+	req.Header.SetContentType("application/json")
+	req.SetBody(body)
+	ctx := new(fasthttp.RequestCtx)
+	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
+	handler := srv.Handler()
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Response.Reset()
+		handler(ctx)
+		if ctx.Response.StatusCode() != fasthttp.StatusAccepted {
+			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -69,40 +70,86 @@ func (in *eventIn) event(prefix, customerID string, now time.Time) (store.Event,
 	return ev, nil
 }
 
+// eventsFast is the body of POST /v1/events decoded in one pass; a body
+// it does not fit is decoded again as eventsIn, event by event, to name
+// the problem (decodeEvents).
+type eventsFast struct {
+	eventIn
+	Events *[]eventIn `json:"events"`
+}
+
+// decodeEvents decodes the body of POST /v1/events: the top-level event
+// fields and the batch (nil if there is no "events"). Bodies that decode
+// take one pass; the others a second, slower one that reports the first
+// problem with its event's index.
+func (s *Server) decodeEvents(ctx *fasthttp.RequestCtx) (eventIn, *[]eventIn, *apiError) {
+	body := ctx.Request.Body()
+	if err := checkJSON(body, s.opts.MaxDepth, s.opts.MaxStringBytes); err != nil {
+		return eventIn{}, nil, err
+	}
+	var fast eventsFast
+	if len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &fast) == nil {
+		return fast.eventIn, fast.Events, nil
+	}
+	var slow eventsIn
+	if err := decodeJSON(body, &slow, ""); err != nil {
+		return eventIn{}, nil, err
+	}
+	in := eventIn{CustomerID: slow.CustomerID, Type: slow.Type, Time: slow.Time, Value: slow.Value, Properties: slow.Properties}
+	if slow.Events == nil {
+		return in, nil, nil
+	}
+	if err := s.checkBatch(&in, len(*slow.Events)); err != nil {
+		return eventIn{}, nil, err
+	}
+	batch := make([]eventIn, len(*slow.Events))
+	for i, r := range *slow.Events {
+		if err := decodeJSON(r, &batch[i], fmt.Sprintf("events[%d]", i)); err != nil {
+			return eventIn{}, nil, err
+		}
+	}
+	return in, &batch, nil
+}
+
+// checkBatch checks a batch of n events whose body's top-level event
+// fields are in.
+func (s *Server) checkBatch(in *eventIn, n int) *apiError {
+	if in.CustomerID != nil || in.Type != nil || in.Time != nil || in.Value != nil || in.Properties != nil {
+		return invalid("events", "a batch holds its events in \"events\" only")
+	}
+	if n > s.opts.MaxBatch {
+		return badRequest(codeTooMany, "events", "at most %d events per batch, not %d", s.opts.MaxBatch, n)
+	}
+	return nil
+}
+
 // handleEvents answers POST /v1/events. A batch is all or nothing: every
 // event is validated before any is stored, and 202 is sent only after the
 // store made them durable.
 func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
-	var body eventsIn
-	if err := s.decodeBody(ctx, &body); err != nil {
-		return err
+	in, batch, aerr := s.decodeEvents(ctx)
+	if aerr != nil {
+		return aerr
 	}
 	now := s.opts.Now()
 	var events []store.Event
-	in := eventIn{CustomerID: body.CustomerID, Type: body.Type, Time: body.Time, Value: body.Value, Properties: body.Properties}
-	if body.Events == nil {
+	if batch == nil {
 		ev, err := in.event("", "", now)
 		if err != nil {
 			return err
 		}
 		events = []store.Event{ev}
 	} else {
-		if in.CustomerID != nil || in.Type != nil || in.Time != nil || in.Value != nil || in.Properties != nil {
-			return invalid("events", "a batch holds its events in \"events\" only")
+		if err := s.checkBatch(&in, len(*batch)); err != nil {
+			return err
 		}
-		raw := *body.Events
-		if len(raw) > s.opts.MaxBatch {
-			return badRequest(codeTooMany, "events", "at most %d events per batch, not %d", s.opts.MaxBatch, len(raw))
-		}
-		events = make([]store.Event, 0, len(raw))
-		for i, r := range raw {
-			prefix := fmt.Sprintf("events[%d]", i)
-			var in eventIn
-			if err := decodeJSON(r, &in, prefix); err != nil {
-				return err
-			}
-			ev, err := in.event(prefix, "", now)
+		events = make([]store.Event, 0, len(*batch))
+		for i := range *batch {
+			in := &(*batch)[i]
+			ev, err := in.event("", "", now)
 			if err != nil {
+				// Again with the field paths, which only an error needs.
+				_, err = in.event(fmt.Sprintf("events[%d]", i), "", now)
 				return err
 			}
 			events = append(events, ev)
