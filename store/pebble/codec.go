@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nudge-engine/nudge/store"
 )
@@ -446,30 +447,24 @@ type contactDecoder struct {
 // customers, up to maxNames of them: a ruleset has a few thousand at most,
 // so every customer read from Pebble shares one copy of each instead of
 // allocating its own (which the cache would then hold).
-var names = struct {
-	sync.RWMutex
-	m map[string]string
-}{m: make(map[string]string)}
+var (
+	names    sync.Map // string → string
+	numNames atomic.Int64
+)
 
 const maxNames = 1 << 14
 
-// internName returns the interned copy of b (a new string once maxNames
-// are interned). A lookup allocates nothing.
 func internName(b []byte) string {
-	names.RLock()
-	s, ok := names.m[string(b)]
-	names.RUnlock()
-	if ok {
-		return s
+	if s, ok := names.Load(string(b)); ok {
+		return s.(string)
 	}
-	s = string(b)
-	names.Lock()
-	if prev, ok := names.m[s]; ok {
-		s = prev
-	} else if len(names.m) < maxNames {
-		names.m[s] = s
+	s := string(b)
+	if numNames.Load() < maxNames {
+		if prev, loaded := names.LoadOrStore(s, s); loaded {
+			return prev.(string)
+		}
+		numNames.Add(1)
 	}
-	names.Unlock()
 	return s
 }
 

@@ -414,12 +414,3 @@ func TestContactNamesShared(t *testing.T) {
 		t.Error("two customers' contacts hold their own copies of a name")
 	}
 }
-
-// TestInternNameAllocs: looking up an interned name allocates nothing.
-func TestInternNameAllocs(t *testing.T) {
-	b := []byte("interned-action-y")
-	internName(b)
-	if a := testing.AllocsPerRun(100, func() { internName(b) }); a != 0 {
-		t.Errorf("%v allocations to look up an interned name", a)
-	}
-}
