@@ -414,3 +414,27 @@ func TestContactNamesShared(t *testing.T) {
 		t.Error("two customers' contacts hold their own copies of a name")
 	}
 }
+
+// TestInternNameAllocs: looking up an interned name allocates nothing.
+func TestInternNameAllocs(t *testing.T) {
+	b := []byte("interned-action-y")
+	internName(b)
+	if a := testing.AllocsPerRun(100, func() { internName(b) }); a != 0 {
+		t.Errorf("%v allocations to look up an interned name", a)
+	}
+}
+
+func BenchmarkInternName(b *testing.B) {
+	names := [][]byte{[]byte("welcome-10"), []byte("web"), []byte("winback-20"), []byte("email")}
+	for _, n := range names {
+		internName(n)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			internName(names[i%len(names)])
+			i++
+		}
+	})
+}
