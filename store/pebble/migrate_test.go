@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +152,37 @@ func TestLogMerger(t *testing.T) {
 				t.Errorf("start %d, %d older: got %q, default merger %q; want %q", start, older, got, defGot, want)
 			}
 		}
+	}
+}
+
+// TestMigrateV2Corrupt: a damaged contact key of layout 2 stops the
+// conversion with an error (and Open with it), never a panic, and leaves
+// the directory as it was.
+func TestMigrateV2Corrupt(t *testing.T) {
+	for name, key := range map[string][]byte{
+		"short":     {'k', 1, 'c', 0, 0},
+		"bad id":    {'k', 9, 'c'},
+		"long tail": append(keyContactV2("c", 1, 0), 0),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeV2(t, dir, []*store.Customer{{ID: "c"}})
+			db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: formatVersion})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Set(key, contactValueV2(&store.Contact{Action: "a"}), pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if s, err := Open(Options{Dir: dir}); err == nil {
+				s.Close()
+				t.Fatal("Open converted a damaged contact key")
+			} else if !strings.Contains(err.Error(), "layout 2") {
+				t.Errorf("error %q does not name the conversion", err)
+			}
+		})
 	}
 }

@@ -255,7 +255,7 @@ func migrateV2(db *pebble.DB) (int, error) {
 	}
 	for it.First(); it.Valid(); it.Next() {
 		key := it.Key()
-		cid, _, ok := bytesString(key[1:])
+		cid, rest, ok := bytesString(key[1:])
 		if !ok {
 			return customers, fmt.Errorf("contact key %q: %w", key, errCorrupt)
 		}
@@ -270,7 +270,7 @@ func migrateV2(db *pebble.DB) (int, error) {
 		if err != nil {
 			return customers, err
 		}
-		k, err := cd.decodeV2(len(key)-8-4, key, v)
+		k, err := cd.decodeV2(len(key)-len(rest), key, v)
 		if err != nil {
 			return customers, fmt.Errorf("contact key %q: %w", key, err)
 		}
