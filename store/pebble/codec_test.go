@@ -438,3 +438,35 @@ func BenchmarkInternName(b *testing.B) {
 		}
 	})
 }
+
+// FuzzDecodeContacts: a contact log decodes without a panic or an error,
+// and what decodes is in time order and re-encodes to a log that decodes
+// the same.
+func FuzzDecodeContacts(f *testing.F) {
+	r := rand.New(rand.NewPCG(6, 7))
+	for range 8 {
+		c := randCustomer(r, "x")
+		f.Add(appendContacts(nil, c.Contacts))
+	}
+	f.Add(appendContacts(nil, []store.Contact{{Action: "b", At: 2}, {Action: "a", At: 1}, {Action: "c", At: 2}}))
+	f.Fuzz(func(t *testing.T, log []byte) {
+		var cd contactDecoder
+		cts, err := cd.decodeContacts(nil, log)
+		if err != nil {
+			return
+		}
+		for i := 1; i < len(cts); i++ {
+			if cts[i].At < cts[i-1].At {
+				t.Fatalf("contact %d is older than the one before", i)
+			}
+		}
+		var cd2 contactDecoder
+		again, err := cd2.decodeContacts(nil, appendContacts(nil, cts))
+		if err != nil {
+			t.Fatalf("decoding the re-encoding: %v", err)
+		}
+		if !reflect.DeepEqual(again, cts) {
+			t.Fatalf("re-encoding changed the contacts:\n%+v\n%+v", cts, again)
+		}
+	})
+}
