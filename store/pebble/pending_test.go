@@ -288,3 +288,60 @@ func TestStageReusesBuffer(t *testing.T) {
 		t.Errorf("%v allocations to stage %d changes; want at most %d", allocs, len(chs), len(chs))
 	}
 }
+
+// TestPrereadCurrent: a main record read before a batch of events takes
+// its locks is used only if no write to the stripe came between; each kind
+// of write makes it stale, and the batch then reads the record again.
+func TestPrereadCurrent(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	now := time.Now().UnixNano()
+	evict := func(id string) {
+		mu := &s.stripes[s.stripe(id)]
+		mu.Lock()
+		s.cache.Wait()
+		s.cache.Del(id)
+		mu.Unlock()
+	}
+	current := func(p *preread, id string) bool {
+		mu := &s.stripes[s.stripe(id)]
+		mu.Lock()
+		defer mu.Unlock()
+		return p.current(s, id)
+	}
+	writes := map[string]func(id string) error{
+		"put":    func(id string) error { return s.PutAttributes(id, map[string]any{"tier": "silver"}) },
+		"record": func(id string) error { return s.Record(id, []store.Contact{served("a", now)}, nil) },
+		"events": func(id string) error { return s.AddEvents([]store.Event{{CustomerID: id, Type: "view", At: now}}) },
+		"delete": func(id string) error { _, err := s.Delete(id); return err },
+		"import": func(id string) error { return s.Import([]*store.Customer{{ID: id}}) },
+	}
+	for name, write := range writes {
+		id := "u-" + name
+		if err := s.PutAttributes(id, map[string]any{"tier": "gold"}); err != nil {
+			t.Fatal(err)
+		}
+		evict(id)
+		pre, err := s.preread([]string{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !current(&pre[0], id) || pre[0].c == nil || pre[0].c.Attributes["tier"] != "gold" {
+			t.Fatalf("%s: fresh read: current %v, %+v", name, current(&pre[0], id), pre[0].c)
+		}
+		if err := write(id); err != nil {
+			t.Fatal(err)
+		}
+		evict(id)
+		if current(&pre[0], id) {
+			t.Errorf("%s: a read from before the write is taken as current", name)
+		}
+	}
+	// The batch reads again: the put's attributes and both events stay.
+	id := "u-put"
+	if err := s.AddEvents([]store.Event{{CustomerID: id, Type: "view", At: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if c := mustCustomer(t, s, id); c.Attributes["tier"] != "silver" || c.Events["view"] == nil || c.Events["view"].Count != 1 {
+		t.Errorf("after a batch on a stale read: %+v", c)
+	}
+}

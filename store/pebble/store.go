@@ -58,6 +58,11 @@ type Store struct {
 	// id): Record for a customer the cache did not admit after the read
 	// that decided for it then need not read again whether it exists.
 	existing [numStripes][2]string
+	// gens counts, per stripe, the writes to its customers: write and
+	// Import add one under the stripe lock once the write is staged or
+	// applied, so that a read of Pebble made without the lock is known to
+	// be current if the count did not change since before it (preread).
+	gens     [numStripes]atomic.Uint64
 	counters *counters
 	since    time.Time
 
@@ -442,15 +447,44 @@ func contactsRoom(n int) int {
 	return n/14 + 4
 }
 
-// prefetch reads the main records of the ids that are not cached and
-// discards them: a hint that fills Pebble's block cache (and the OS page
-// cache) before the caller takes locks.
-func (s *Store) prefetch(ids []string) {
-	for _, id := range ids {
-		if _, ok := s.cache.Get(id); !ok {
-			_, _ = s.hasMain(id)
+// preread is a main record read without the stripe lock (see gens).
+type preread struct {
+	gen uint64 // the stripe's write count before the read
+	c   *store.Customer
+	ok  bool // read (the customer was not cached)
+}
+
+// preread reads and decodes the main records of the ids that are not
+// cached, without their stripe locks, so that a batch of events holds the
+// locks (on which the batches of the hottest customers queue) for as
+// short as it can. A read whose stripe was written meanwhile is discarded
+// by the caller under the lock (current).
+func (s *Store) preread(ids []string) ([]preread, error) {
+	pre := make([]preread, len(ids))
+	for i, id := range ids {
+		if _, ok := s.cache.Get(id); ok {
+			continue
 		}
+		st := s.stripe(id)
+		// The count first, then what was staged before it applied: a
+		// write staged later changes the count.
+		pre[i].gen = s.gens[st].Load()
+		if err := s.pend.drainFor(st); err != nil {
+			return nil, err
+		}
+		c, _, err := s.readMain(id)
+		if err != nil {
+			return nil, err
+		}
+		pre[i].c, pre[i].ok = c, true
 	}
+	return pre, nil
+}
+
+// current reports whether p still holds id's main record. The caller
+// holds id's stripe lock.
+func (p *preread) current(s *Store, id string) bool {
+	return p.ok && s.gens[s.stripe(id)].Load() == p.gen
 }
 
 // readMain reads a customer's main record (attributes and events, no
@@ -620,6 +654,12 @@ func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 // staged for the next group apply and the function applies it unless
 // another goroutine is doing so.
 func (s *Store) write(changes []change, durable bool) (wait func() error, err error) {
+	defer func() {
+		// Staged or applied (or failed, which costs a reader a re-read).
+		for i := range changes {
+			s.gens[s.stripe(changes[i].id)].Add(1)
+		}
+	}()
 	b := s.db.NewBatch()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -805,9 +845,11 @@ func (s *Store) AddEvents(events []store.Event) error {
 		// The customers' stripe locks are held until the batch is
 		// applied, and the hottest customers are in nearly every batch, so
 		// batches queue on them: read the records of uncached customers
-		// into Pebble's block cache first, so that the reads under the
-		// locks need no disk access.
-		s.prefetch(ids)
+		// before taking the locks.
+		pre, err := s.preread(ids)
+		if err != nil {
+			return nil, err
+		}
 		unlock := s.lockStripes(ids)
 		defer unlock()
 		waited := false
@@ -816,16 +858,24 @@ func (s *Store) AddEvents(events []store.Event) error {
 			// Events change the main record only: a customer that is not
 			// cached needs its main record, not its contacts.
 			old, e := s.cachedLocked(id, &waited)
+			var c *store.Customer
 			if e == nil {
-				if err := s.pend.drainFor(s.stripe(id)); err != nil {
-					return nil, err
+				// Read for this write alone: no copy needed.
+				if pre[i].current(s, id) {
+					old = pre[i].c
+				} else {
+					if err := s.pend.drainFor(s.stripe(id)); err != nil {
+						return nil, err
+					}
+					var err error
+					if old, _, err = s.readMain(id); err != nil {
+						return nil, err
+					}
 				}
-				var err error
-				if old, _, err = s.readMain(id); err != nil {
-					return nil, err
-				}
+				c = old
+			} else {
+				c = old.CopyForEvents(types[i])
 			}
-			c := old.CopyForEvents(types[i])
 			if c == nil {
 				c = newCustomer(id)
 			}
@@ -1029,7 +1079,11 @@ func (s *Store) Import(customers []*store.Customer) error {
 	if err := s.pend.drain(); err != nil {
 		return fmt.Errorf("cannot import: %w", err)
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	err := b.Commit(pebble.NoSync)
+	for _, id := range ids {
+		s.gens[s.stripe(id)].Add(1)
+	}
+	if err != nil {
 		return fmt.Errorf("cannot import: %w", err)
 	}
 	s.unsynced.Store(true)
