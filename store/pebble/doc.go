@@ -58,7 +58,10 @@
 // and the whole log set anew on disk. A write for many customers
 // locks their stripes in ascending order, once each, so writers cannot
 // deadlock. Two writes to one customer are thus serialized and neither is
-// lost.
+// lost. A batch of events reads its uncached customers before it takes
+// their locks, and under them uses a read only if its stripe's write
+// count (Store.gens, bumped under the lock by every write) is what it was
+// before the read; otherwise it reads again.
 //
 // The cache maps an id to an *entry, a holder whose atomic pointer is the
 // current customer (nil: known not to exist). A write to a cached customer
