@@ -64,18 +64,51 @@ func newPositions() *positions {
 }
 
 // buildIndex indexes cs, or returns nil when cs is too short to need it.
+// A cache miss builds one, so it takes a handful of allocations, not
+// several per action: the lists share one array, each a full slice of it
+// (the first append to a list moves it to an array of its own), and their
+// headers come from a few slabs.
 func buildIndex(cs []Contact) *contactIndex {
 	if len(cs) < indexMin {
 		return nil
 	}
+	// First pass: each contact's list, and the lists' lengths (in n).
+	var small [256]*positions
+	lists := small[:0]
+	if len(cs) > len(small) {
+		lists = make([]*positions, 0, len(cs))
+	}
 	x := &contactIndex{actions: make(map[string]*positions)}
+	var slab []positions
 	for i := range cs {
 		p := x.actions[cs[i].Action]
 		if p == nil {
-			p = newPositions()
+			if len(slab) == cap(slab) {
+				slab = make([]positions, 0, 16)
+			}
+			slab = slab[:len(slab)+1]
+			p = &slab[len(slab)-1]
 			x.actions[cs[i].Action] = p
 		}
-		p.add(int32(i))
+		p.n.Add(1)
+		lists = append(lists, p)
+	}
+	// Each list's share of the array.
+	all := make([]int32, len(cs))
+	headers := make([][]int32, 0, len(x.actions))
+	off := int32(0)
+	for _, p := range x.actions {
+		n := p.n.Load()
+		headers = append(headers, all[off:off+n:off+n])
+		p.arr.Store(&headers[len(headers)-1])
+		p.n.Store(0)
+		off += n
+	}
+	// Second pass: the positions.
+	for i, p := range lists {
+		n := p.n.Load()
+		(*p.arr.Load())[n] = int32(i)
+		p.n.Store(n + 1)
 	}
 	return x
 }

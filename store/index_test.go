@@ -138,3 +138,53 @@ func TestContactIndexConcurrent(t *testing.T) {
 		t.Errorf("newest: %d; want %d", got, want)
 	}
 }
+
+// TestBuildIndexAllocs: building the index of a loaded history (a cache
+// miss) takes a bounded number of allocations, however many actions and
+// contacts it has, and the index counts like the definition.
+func TestBuildIndexAllocs(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, actions := range []int{1, 12, 40} {
+		cs := make([]Contact, 200)
+		for i := range cs {
+			cs[i] = Contact{Action: fmt.Sprintf("a%d", r.IntN(actions)), Outcome: Outcome(r.IntN(int(Holdout))), At: int64(i) * int64(time.Second)}
+		}
+		distinct := map[string]bool{}
+		for _, k := range cs {
+			distinct[k.Action] = true
+		}
+		c := &Customer{ID: "x", Contacts: cs}
+		c.Summarize()
+		if c.index == nil || len(c.index.actions) != len(distinct) || c.IndexRoom() != len(cs) {
+			t.Fatalf("%d actions: index of %d actions, room %d; want %d actions, room %d", actions, c.IndexedActions(), c.IndexRoom(), len(distinct), len(cs))
+		}
+		checkCounts(t, fmt.Sprintf("%d actions", actions), c, r)
+		// Appends after a build move each list to an array of its own
+		// and leave the others' positions alone.
+		more := c.AppendContacts([]Contact{{Action: "a0", At: cs[len(cs)-1].At + 1}, {Action: "new", At: cs[len(cs)-1].At + 2}})
+		checkCounts(t, fmt.Sprintf("%d actions, appended", actions), more, r)
+		checkCounts(t, fmt.Sprintf("%d actions, before the append", actions), c, r)
+		n := testing.AllocsPerRun(20, func() { buildIndex(cs) })
+		// The map (with its groups), the shared array, the headers, the
+		// index, and one slab per 16 actions.
+		limit := 8.0 + float64(actions/16)
+		if actions > 8 {
+			limit += float64(actions) / 8 // the map's groups
+		}
+		if n > limit {
+			t.Errorf("%d actions: buildIndex made %.0f allocations; want at most %.0f", actions, n, limit)
+		}
+	}
+}
+
+func BenchmarkBuildIndex(b *testing.B) {
+	r := rand.New(rand.NewPCG(5, 6))
+	cs := make([]Contact, 60)
+	for i := range cs {
+		cs[i] = Contact{Action: fmt.Sprintf("a%d", r.IntN(10)), At: int64(i)}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		buildIndex(cs)
+	}
+}
