@@ -88,7 +88,7 @@ func (s *Server) handleDecide(ctx *fasthttp.RequestCtx) error {
 	defer s.putDecide(c)
 	if string(ctx.Method()) == fasthttp.MethodGet {
 		s.queryDecide(ctx, &c.body)
-	} else if err := s.decodeBody(ctx, &c.body); err != nil {
+	} else if err := s.decodeDecide(ctx, &c.body); err != nil {
 		return err
 	}
 	if err := s.buildRequest(&c.body, c); err != nil {
@@ -144,6 +144,22 @@ func (s *Server) decodeBody(ctx *fasthttp.RequestCtx, v any) *apiError {
 		return err
 	}
 	return decodeJSON(body, v, "")
+}
+
+// decodeDecide bounds and decodes a decide body into b, which is empty
+// but for the Placements array it may reuse: in one pass when the body has
+// the usual shape (decodeDecideFast), else with encoding/json.
+func (s *Server) decodeDecide(ctx *fasthttp.RequestCtx, b *decideBody) *apiError {
+	body := ctx.Request.Body()
+	if err := checkJSON(body, s.opts.MaxDepth, s.opts.MaxStringBytes); err != nil {
+		return err
+	}
+	if decodeDecideFast(body, b) {
+		return nil
+	}
+	clear(b.Placements)
+	*b = decideBody{Placements: b.Placements[:0]}
+	return decodeJSON(body, b, "")
 }
 
 // queryDecide reads GET /v1/decide?customer_id=&placement=&channel=.

@@ -1,0 +1,255 @@
+package server
+
+import (
+	"strconv"
+)
+
+// decodeDecideFast decodes the usual shape of a decide body in one pass,
+// without reflection: an object of customer_id, placement, placements,
+// channel and context, whose strings hold no escape and whose context is
+// an object of strings, numbers, booleans and nulls. It reports false for
+// anything else (an escape, a null, a nested context value, a key spelt
+// otherwise or repeated, a syntax error), having maybe written part of b,
+// and the caller decodes the body with encoding/json instead, which then
+// decides and names any problem. What it accepts it decodes as
+// json.Unmarshal would (FuzzDecodeDecideFast compares the two). data must
+// be valid UTF-8 (checkJSON), as encoding/json would replace bad bytes.
+func decodeDecideFast(data []byte, b *decideBody) bool {
+	s := scanner{b: data}
+	if !s.next('{') {
+		return false
+	}
+	var seen uint8
+	for first := true; ; first = false {
+		if s.next('}') {
+			if !first {
+				return false // a comma before the brace
+			}
+			break
+		}
+		key, ok := s.str()
+		if !ok || !s.next(':') {
+			return false
+		}
+		var bit uint8
+		switch string(key) {
+		case "customer_id":
+			bit = 1
+			ok = s.strValue(&b.CustomerID)
+		case "placement":
+			bit = 2
+			ok = s.strValue(&b.Placement)
+		case "channel":
+			bit = 4
+			ok = s.strValue(&b.Channel)
+		case "placements":
+			bit = 8
+			b.Placements, ok = s.strArray(b.Placements[:0])
+		case "context":
+			bit = 16
+			b.Context, ok = s.flatObject()
+		default:
+			return false // unknown, or in another case, which encoding/json matches
+		}
+		if !ok || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		if s.next(',') {
+			continue
+		}
+		if !s.next('}') {
+			return false
+		}
+		break
+	}
+	s.ws()
+	return s.i == len(s.b)
+}
+
+// scanner reads JSON tokens from b at i.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// next consumes c after white space, if it is there.
+func (s *scanner) next(c byte) bool {
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// peek is the next byte after white space, 0 at the end.
+func (s *scanner) peek() byte {
+	s.ws()
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+// str reads a string without escapes and returns what is between its
+// quotes.
+func (s *scanner) str() ([]byte, bool) {
+	if !s.next('"') {
+		return nil, false
+	}
+	for j := s.i; j < len(s.b); j++ {
+		switch c := s.b[j]; {
+		case c == '"':
+			out := s.b[s.i:j]
+			s.i = j + 1
+			return out, true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+func (s *scanner) strValue(dst *string) bool {
+	v, ok := s.str()
+	if ok {
+		*dst = string(v)
+	}
+	return ok
+}
+
+// strArray reads an array of strings, appending to dst.
+func (s *scanner) strArray(dst []string) ([]string, bool) {
+	if !s.next('[') {
+		return dst, false
+	}
+	if s.next(']') {
+		return dst, true
+	}
+	for {
+		v, ok := s.str()
+		if !ok {
+			return dst, false
+		}
+		dst = append(dst, string(v))
+		if s.next(']') {
+			return dst, true
+		}
+		if !s.next(',') {
+			return dst, false
+		}
+	}
+}
+
+// flatObject reads null or an object whose values are strings, numbers,
+// booleans and nulls.
+func (s *scanner) flatObject() (any, bool) {
+	if s.literal("null") {
+		return nil, true
+	}
+	if !s.next('{') {
+		return nil, false
+	}
+	m := make(map[string]any)
+	if s.next('}') {
+		return m, true
+	}
+	for {
+		k, ok := s.str()
+		if !ok || !s.next(':') {
+			return nil, false
+		}
+		var v any
+		switch c := s.peek(); {
+		case c == '"':
+			var str string
+			ok = s.strValue(&str)
+			v = str
+		case c == 't':
+			v, ok = true, s.literal("true")
+		case c == 'f':
+			v, ok = false, s.literal("false")
+		case c == 'n':
+			v, ok = nil, s.literal("null")
+		case c == '-' || '0' <= c && c <= '9':
+			v, ok = s.number()
+		default:
+			return nil, false
+		}
+		if !ok {
+			return nil, false
+		}
+		m[string(k)] = v
+		if s.next('}') {
+			return m, true
+		}
+		if !s.next(',') {
+			return nil, false
+		}
+	}
+}
+
+// literal consumes word (true, false, null) after white space.
+func (s *scanner) literal(word string) bool {
+	s.ws()
+	if len(s.b)-s.i >= len(word) && string(s.b[s.i:s.i+len(word)]) == word {
+		s.i += len(word)
+		return true
+	}
+	return false
+}
+
+// number reads a JSON number as encoding/json decodes one into an any: a
+// float64. One out of float64's range reports false.
+func (s *scanner) number() (any, bool) {
+	b, i := s.b, s.i
+	digits := func() int {
+		from := i
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+		}
+		return i - from
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return nil, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return nil, false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return nil, false
+		}
+	}
+	f, err := strconv.ParseFloat(string(b[s.i:i]), 64)
+	if err != nil {
+		return nil, false
+	}
+	s.i = i
+	return f, true
+}

@@ -1,0 +1,110 @@
+package server
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"testing"
+	"unicode/utf8"
+)
+
+var decideBodies = []struct {
+	body string
+	fast bool // decodeDecideFast decodes it
+}{
+	{`{"customer_id":"c-0000042","placements":["home_hero","cart"],"channel":"web","context":{"page":"/","device":"mobile"}}`, true},
+	{` { "customer_id" : "c1" , "placement" : "home_hero" } `, true},
+	{"{\n\t\"customer_id\": \"c1\",\r\n\"placements\": [ ],\"context\": {}}\n", true},
+	{`{"customer_id":"c1","placements":["a"],"context":{"n":-12.5e3,"z":0,"f":false,"t":true,"x":null,"s":"Zürich","e":1E+2,"d":0.25}}`, true},
+	{`{"context":null,"customer_id":"c1"}`, true},
+	{`{}`, true},
+	// The rest go to encoding/json: unusual, wrong, or not ours to judge.
+	{`{"customer_id":"c\u0031","placements":["a"]}`, false},
+	{`{"Customer_ID":"c1","placements":["a"]}`, false},
+	{`{"customer_id":"c1","customer_id":"c2"}`, false},
+	{`{"customer_id":"c1","extra":1}`, false},
+	{`{"customer_id":null}`, false},
+	{`{"placements":null}`, false},
+	{`{"placements":["a",1]}`, false},
+	{`{"context":{"nested":{"a":1}}}`, false},
+	{`{"context":{"list":[1]}}`, false},
+	{`{"context":"a string"}`, false},
+	{`{"context":{"n":01}}`, false},
+	{`{"context":{"n":1.}}`, false},
+	{`{"context":{"n":-}}`, false},
+	{`{"context":{"n":1e999}}`, false},
+	{`{"context":{"n":+1}}`, false},
+	{`{"context":{"b":tru}}`, false},
+	{`{"customer_id":"c1",}`, false},
+	{`{"customer_id":"c1"}x`, false},
+	{`{"customer_id":"c1"`, false},
+	{`{"customer_id" "c1"}`, false},
+	{`["c1"]`, false},
+	{``, false},
+	{"{\"customer_id\":\"a\tb\"}", false},
+}
+
+// compareDecode decodes body both ways; when the fast decoder accepts it,
+// encoding/json must accept it too and produce the same body.
+func compareDecode(t *testing.T, body []byte) bool {
+	t.Helper()
+	fast := decideBody{Placements: []string{"stale"}[:0]}
+	if !decodeDecideFast(body, &fast) {
+		return false
+	}
+	var want decideBody
+	if err := json.Unmarshal(body, &want); err != nil {
+		t.Fatalf("%q: the fast decoder accepted what encoding/json rejects: %v", body, err)
+	}
+	if fast.CustomerID != want.CustomerID || fast.Placement != want.Placement || fast.Channel != want.Channel ||
+		!slices.Equal(fast.Placements, want.Placements) || !reflect.DeepEqual(fast.Context, want.Context) {
+		t.Fatalf("%q:\nfast decoder  %#v\nencoding/json %#v", body, fast, want)
+	}
+	return true
+}
+
+func TestDecodeDecideFast(t *testing.T) {
+	for _, c := range decideBodies {
+		if got := compareDecode(t, []byte(c.body)); got != c.fast {
+			t.Errorf("%q: decoded in one pass %v; want %v", c.body, got, c.fast)
+		}
+	}
+}
+
+// FuzzDecodeDecideFast: whatever the fast decoder accepts, encoding/json
+// decodes the same way.
+func FuzzDecodeDecideFast(f *testing.F) {
+	for _, c := range decideBodies {
+		f.Add([]byte(c.body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !utf8.Valid(body) {
+			return // checkJSON rejects it before either decoder runs
+		}
+		compareDecode(t, body)
+	})
+}
+
+func BenchmarkDecodeDecide(b *testing.B) {
+	body := []byte(decideBodies[0].body)
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		var d decideBody
+		for b.Loop() {
+			d = decideBody{Placements: d.Placements[:0]}
+			if !decodeDecideFast(body, &d) {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		var d decideBody
+		for b.Loop() {
+			d = decideBody{Placements: d.Placements[:0]}
+			if err := json.Unmarshal(body, &d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
