@@ -818,7 +818,7 @@ func writeValue(b *strings.Builder, v any) {
 	case bool:
 		b.WriteString(strconv.FormatBool(x))
 	default:
-		fmt.Fprint(b, x)
+		b.WriteString(fmt.Sprint(x)) // not Fprint(b): b would escape
 	}
 }
 
