@@ -56,7 +56,10 @@
 //
 // Bodies are checked before encoding/json sees them (checkJSON: valid
 // UTF-8, nesting depth, string length), in one linear pass, so decoding
-// work is bounded by the body size limit. Nothing of a fasthttp.RequestCtx
+// work is bounded by the body size limit. A decide body of the usual
+// shape (plain strings, a flat context) is then decoded in one pass
+// without reflection (decodeDecideFast); anything else, errors included,
+// by encoding/json. Nothing of a fasthttp.RequestCtx
 // (its byte slices included) is kept after a handler returns: every string
 // taken from a request is a copy.
 //
