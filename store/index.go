@@ -26,13 +26,16 @@ const indexMin = 32
 // new index.
 type contactIndex struct {
 	actions map[string]*positions
+	shared  []int32 // the array the lists were built in (buildIndex)
 }
 
 // positions is one action's list. arr is replaced when it grows; n is
-// stored after arr and after the element, and read first.
+// stored after arr and after the element, and read first. own is set once
+// arr is the list's own array, not its part of the index's shared one.
 type positions struct {
 	arr atomic.Pointer[[]int32]
 	n   atomic.Int32
+	own atomic.Bool
 }
 
 func (p *positions) add(pos int32) {
@@ -43,6 +46,7 @@ func (p *positions) add(pos int32) {
 		copy(grown, arr)
 		arr = grown
 		arr[n] = pos
+		p.own.Store(true)
 		p.arr.Store(&arr)
 	} else {
 		arr[n] = pos
@@ -60,6 +64,7 @@ func newPositions() *positions {
 	p := new(positions)
 	var arr []int32
 	p.arr.Store(&arr)
+	p.own.Store(true)
 	return p
 }
 
@@ -95,6 +100,7 @@ func buildIndex(cs []Contact) *contactIndex {
 	}
 	// Each list's share of the array.
 	all := make([]int32, len(cs))
+	x.shared = all
 	headers := make([][]int32, 0, len(x.actions))
 	off := int32(0)
 	for _, p := range x.actions {
@@ -127,7 +133,7 @@ func (x *contactIndex) with(action string, pos int32) *contactIndex {
 	p := newPositions()
 	p.add(pos)
 	m[action] = p
-	return &contactIndex{actions: m}
+	return &contactIndex{actions: m, shared: x.shared}
 }
 
 // IndexedActions is the number of actions in c's contact index, 0
@@ -140,16 +146,20 @@ func (c *Customer) IndexedActions() int {
 	return len(c.index.actions)
 }
 
-// IndexRoom is the room of c's contact index's position lists (their
-// arrays' capacities, summed), 0 without one: with IndexedActions, what a
-// store needs to account for the index's memory. O(actions).
+// IndexRoom is the room of c's contact index's position lists (the
+// shared array they were built in and the capacities of the arrays of
+// those that moved out of it or never were in it, summed), 0 without
+// one: with IndexedActions, what a store needs to account for the
+// index's memory. O(actions).
 func (c *Customer) IndexRoom() int {
 	if c == nil || c.index == nil {
 		return 0
 	}
-	room := 0
+	room := len(c.index.shared)
 	for _, p := range c.index.actions {
-		room += cap(*p.arr.Load())
+		if p.own.Load() {
+			room += cap(*p.arr.Load())
+		}
 	}
 	return room
 }

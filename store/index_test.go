@@ -163,6 +163,11 @@ func TestBuildIndexAllocs(t *testing.T) {
 		// and leave the others' positions alone.
 		more := c.AppendContacts([]Contact{{Action: "a0", At: cs[len(cs)-1].At + 1}, {Action: "new", At: cs[len(cs)-1].At + 2}})
 		checkCounts(t, fmt.Sprintf("%d actions, appended", actions), more, r)
+		// a0 moved to an array of its own; the shared array stays.
+		wantRoom := len(cs) + cap(*more.index.actions["a0"].arr.Load()) + cap(*more.index.actions["new"].arr.Load())
+		if more.IndexRoom() != wantRoom {
+			t.Errorf("%d actions, appended: IndexRoom %d; want %d", actions, more.IndexRoom(), wantRoom)
+		}
 		checkCounts(t, fmt.Sprintf("%d actions, before the append", actions), c, r)
 		n := testing.AllocsPerRun(20, func() { buildIndex(cs) })
 		// The map (with its groups), the shared array, the headers, the
