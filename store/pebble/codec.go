@@ -439,8 +439,9 @@ func appendContacts(b []byte, cts []store.Contact) []byte {
 // contactDecoder decodes contacts, interning the actions and channels: a
 // history repeats a few of them, and customers share them (names).
 type contactDecoder struct {
-	strs []string
-	seen map[string]string // when strs is long
+	first [16]string        // the first names met
+	n     int               // of them
+	seen  map[string]string // all, once there are more
 }
 
 // names interns the actions and channels of decoded contacts across
@@ -477,19 +478,22 @@ func (cd *contactDecoder) intern(b []byte) string {
 		cd.seen[s] = s
 		return s
 	}
-	for _, s := range cd.strs {
+	for _, s := range cd.first[:cd.n] {
 		if s == string(b) {
 			return s
 		}
 	}
 	s := internName(b)
-	cd.strs = append(cd.strs, s)
-	if len(cd.strs) > 16 {
-		cd.seen = make(map[string]string, 2*len(cd.strs))
-		for _, s := range cd.strs {
-			cd.seen[s] = s
-		}
+	if cd.n < len(cd.first) {
+		cd.first[cd.n] = s
+		cd.n++
+		return s
 	}
+	cd.seen = make(map[string]string, 2*len(cd.first))
+	for _, f := range cd.first {
+		cd.seen[f] = f
+	}
+	cd.seen[s] = s
 	return s
 }
 

@@ -470,3 +470,34 @@ func FuzzDecodeContacts(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeContactsAllocs: decoding a contact log into a slice with room
+// allocates nothing when the log names at most 16 actions and channels
+// known to the store (the decoder stays on the stack), and the names are
+// the interned ones.
+func TestDecodeContactsAllocs(t *testing.T) {
+	cts := make([]store.Contact, 200)
+	for i := range cts {
+		cts[i] = store.Contact{Action: fmt.Sprintf("act-%d", i%12), Channel: []string{"web", "email"}[i%2], At: int64(i)}
+	}
+	log := appendContacts(nil, cts)
+	out := make([]store.Contact, 0, len(cts))
+	decode := func() {
+		var cd contactDecoder
+		got, err := cd.decodeContacts(out[:0], log)
+		if err != nil || len(got) != len(cts) {
+			t.Fatalf("decoded %d contacts, %v; want %d", len(got), err, len(cts))
+		}
+	}
+	decode() // interns the names
+	if n := testing.AllocsPerRun(20, decode); n != 0 {
+		t.Errorf("decoding a log of 14 names made %.0f allocations; want 0", n)
+	}
+	var cd contactDecoder
+	got, _ := cd.decodeContacts(nil, log)
+	for i := range got {
+		if got[i] != cts[i] {
+			t.Fatalf("contact %d: %+v; want %+v", i, got[i], cts[i])
+		}
+	}
+}
