@@ -20,12 +20,9 @@ func decodeDecideFast(data []byte, b *decideBody) bool {
 		return false
 	}
 	var seen uint8
-	for first := true; ; first = false {
-		if s.next('}') {
-			if !first {
-				return false // a comma before the brace
-			}
-			break
+	for !s.next('}') {
+		if seen != 0 && !s.next(',') {
+			return false
 		}
 		key, ok := s.str()
 		if !ok || !s.next(':') {
@@ -55,13 +52,6 @@ func decodeDecideFast(data []byte, b *decideBody) bool {
 			return false
 		}
 		seen |= bit
-		if s.next(',') {
-			continue
-		}
-		if !s.next('}') {
-			return false
-		}
-		break
 	}
 	s.ws()
 	return s.i == len(s.b)
