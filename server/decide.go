@@ -50,9 +50,14 @@ type decideCall struct {
 	buf        []byte
 }
 
+// reset empties b but for the Placements array, which decoding reuses.
+func (b *decideBody) reset() {
+	clear(b.Placements)
+	*b = decideBody{Placements: b.Placements[:0]}
+}
+
 func (c *decideCall) reset() {
-	clear(c.body.Placements)
-	c.body = decideBody{Placements: c.body.Placements[:0]} // json reuses the array
+	c.body.reset()
 	c.req = engine.Request{}
 	c.unknown = store.Customer{}
 	clear(c.placements)
@@ -157,8 +162,7 @@ func (s *Server) decodeDecide(ctx *fasthttp.RequestCtx, b *decideBody) *apiError
 	if decodeDecideFast(body, b) {
 		return nil
 	}
-	clear(b.Placements)
-	*b = decideBody{Placements: b.Placements[:0]}
+	b.reset() // of what the fast decoder wrote
 	return decodeJSON(body, b, "")
 }
 
