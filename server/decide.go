@@ -26,6 +26,11 @@ type decideBody struct {
 	Placements []string `json:"placements"`
 	Channel    string   `json:"channel"`
 	Context    any      `json:"context"`
+
+	// ctx is the map the fast decoder fills with the context, kept
+	// empty across requests (the engine drops its reference to the
+	// context when the decision is made; encoding/json ignores the field).
+	ctx map[string]any
 }
 
 // simulateBody is the JSON body of POST /v1/simulate beyond the decide
@@ -48,13 +53,24 @@ type decideCall struct {
 	dec        engine.Decision
 	placements []string
 	buf        []byte
+	contacts   []store.Contact   // what record gives the store, reused
+	stats      []store.StatDelta // (Store.Record keeps neither)
 }
 
-// reset empties b but for the Placements array, which decoding reuses.
+// reset empties b but for the Placements array and the context map,
+// which decoding reuses (a map that held many keys is dropped: clear
+// keeps its size).
 func (b *decideBody) reset() {
 	clear(b.Placements)
-	*b = decideBody{Placements: b.Placements[:0]}
+	ctx := b.ctx
+	if len(ctx) > maxPooledContext {
+		ctx = nil
+	}
+	clear(ctx)
+	*b = decideBody{Placements: b.Placements[:0], ctx: ctx}
 }
+
+const maxPooledContext = 64
 
 func (c *decideCall) reset() {
 	c.body.reset()
@@ -67,6 +83,8 @@ func (c *decideCall) reset() {
 	for i := range c.dec.Placements {
 		clear(c.dec.Placements[i].Items)
 	}
+	clear(c.contacts)
+	clear(c.stats)
 	c.buf = c.buf[:0]
 	if cap(c.buf) > maxPooledBuf {
 		c.buf = nil // one huge response must not pin its buffer
@@ -128,7 +146,7 @@ func (s *Server) handleDecide(ctx *fasthttp.RequestCtx) error {
 	if c.dec.Degraded {
 		s.m.degraded.Inc()
 	}
-	s.record(c.req.CustomerID, &c.dec, now.UnixNano())
+	s.record(c, now.UnixNano())
 	for i := range c.dec.Placements {
 		name := c.dec.Placements[i].Name
 		if rs.Placements[name] == nil {
@@ -256,17 +274,9 @@ func (s *Server) buildRequest(b *decideBody, c *decideCall) *apiError {
 // A failure is logged and counted, and the decision is still answered:
 // the customer may then see an action once more than its caps allow,
 // which is better than a broken page.
-func (s *Server) record(customerID string, d *engine.Decision, now int64) {
-	n := 0
-	for i := range d.Placements {
-		n += len(d.Placements[i].Items)
-	}
-	if n == 0 && len(d.Holdouts) == 0 {
-		return
-	}
-	// Fresh slices: a store may keep them until it flushes.
-	contacts := make([]store.Contact, 0, n)
-	stats := make([]store.StatDelta, 0, n+len(d.Holdouts))
+func (s *Server) record(c *decideCall, now int64) {
+	d := &c.dec
+	contacts, stats := c.contacts[:0], c.stats[:0]
 	for i := range d.Placements {
 		for j := range d.Placements[i].Items {
 			it := &d.Placements[i].Items[j]
@@ -277,7 +287,11 @@ func (s *Server) record(customerID string, d *engine.Decision, now int64) {
 	for _, h := range d.Holdouts {
 		stats = append(stats, store.StatDelta{Action: h.Action, Variant: h.Variant, Outcome: store.Holdout, At: now})
 	}
-	if err := s.st.Record(customerID, contacts, stats); err != nil {
+	c.contacts, c.stats = contacts, stats
+	if len(stats) == 0 {
+		return
+	}
+	if err := s.st.Record(c.req.CustomerID, contacts, stats); err != nil {
 		s.m.recordErrors.Inc()
 		s.opts.Logger.Error().Err(err).Msg("cannot record served contacts")
 	}

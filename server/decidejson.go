@@ -44,7 +44,10 @@ func decodeDecideFast(data []byte, b *decideBody) bool {
 			b.Placements, ok = s.strArray(b.Placements[:0])
 		case "context":
 			bit = 16
-			b.Context, ok = s.flatObject()
+			if b.ctx == nil {
+				b.ctx = make(map[string]any)
+			}
+			b.Context, ok = s.flatObject(b.ctx)
 		default:
 			return false // unknown, or in another case, which encoding/json matches
 		}
@@ -144,15 +147,14 @@ func (s *scanner) strArray(dst []string) ([]string, bool) {
 }
 
 // flatObject reads null or an object whose values are strings, numbers,
-// booleans and nulls.
-func (s *scanner) flatObject() (any, bool) {
+// booleans and nulls, into m (empty).
+func (s *scanner) flatObject(m map[string]any) (any, bool) {
 	if s.literal("null") {
 		return nil, true
 	}
 	if !s.next('{') {
 		return nil, false
 	}
-	m := make(map[string]any)
 	if s.next('}') {
 		return m, true
 	}

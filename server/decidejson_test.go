@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 	"unicode/utf8"
 )
@@ -45,10 +46,16 @@ var decideBodies = []struct {
 }
 
 // compareDecode decodes body both ways; when the fast decoder accepts it,
-// encoding/json must accept it too and produce the same body.
+// encoding/json must accept it too and produce the same body. The fast
+// decoder decodes into a reset body that held another request, as in the
+// server's pool.
 func compareDecode(t *testing.T, body []byte) bool {
 	t.Helper()
-	fast := decideBody{Placements: []string{"stale"}[:0]}
+	var fast decideBody
+	if !decodeDecideFast([]byte(decideBodies[0].body), &fast) {
+		t.Fatal("the first body was not decoded in one pass")
+	}
+	fast.reset()
 	if !decodeDecideFast(body, &fast) {
 		return false
 	}
@@ -85,13 +92,56 @@ func FuzzDecodeDecideFast(f *testing.F) {
 	})
 }
 
+// TestDecideBodyReuse: a reset body reuses its context map, empty.
+func TestDecideBodyReuse(t *testing.T) {
+	var b decideBody
+	if !decodeDecideFast([]byte(`{"context":{"a":"1","b":2}}`), &b) {
+		t.Fatal("not decoded in one pass")
+	}
+	first := reflect.ValueOf(b.Context).UnsafePointer()
+	b.reset()
+	if b.Context != nil || len(b.ctx) != 0 {
+		t.Fatalf("after reset: context %v, pooled map %v", b.Context, b.ctx)
+	}
+	if !decodeDecideFast([]byte(`{"context":{"c":true}}`), &b) {
+		t.Fatal("not decoded in one pass")
+	}
+	if got := b.Context.(map[string]any); !reflect.DeepEqual(got, map[string]any{"c": true}) ||
+		reflect.ValueOf(got).UnsafePointer() != first {
+		t.Errorf("second context %v: want map[c:true] in the first request's map", got)
+	}
+	// A body the fast decoder gives up on midway leaves the map empty.
+	b.reset()
+	if decodeDecideFast([]byte(`{"context":{"a":"1","b":[2]}}`), &b) {
+		t.Fatal("a nested context was decoded in one pass")
+	}
+	b.reset()
+	if len(b.ctx) != 0 {
+		t.Errorf("after a failed decode and reset: pooled map %v", b.ctx)
+	}
+	// A large context's map is not kept.
+	big := `{"context":{`
+	for i := range maxPooledContext + 1 {
+		if i > 0 {
+			big += ","
+		}
+		big += `"k` + strconv.Itoa(i) + `":1`
+	}
+	if !decodeDecideFast([]byte(big+"}}"), &b) {
+		t.Fatal("not decoded in one pass")
+	}
+	if b.reset(); b.ctx != nil {
+		t.Errorf("a map of %d keys was kept for reuse", maxPooledContext+1)
+	}
+}
+
 func BenchmarkDecodeDecide(b *testing.B) {
 	body := []byte(decideBodies[0].body)
 	b.Run("fast", func(b *testing.B) {
 		b.ReportAllocs()
 		var d decideBody
 		for b.Loop() {
-			d = decideBody{Placements: d.Placements[:0]}
+			d.reset()
 			if !decodeDecideFast(body, &d) {
 				b.Fatal("not decoded")
 			}

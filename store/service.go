@@ -74,7 +74,8 @@ type Store interface {
 	AddEvents(events []Event) error
 	// Record appends contacts to the customer's history (none for an empty
 	// id) and counts the stats deltas. It need not be durable on return:
-	// it is made durable within a second, and by Close.
+	// it is made durable within a second, and by Close. It keeps neither
+	// slice: the caller may reuse them once it returns.
 	Record(customerID string, contacts []Contact, stats []StatDelta) error
 	// ServedSince returns how often the action was served to anyone at or
 	// after since (Unix nanoseconds): budgets.
