@@ -151,6 +151,10 @@ func TestPruned(t *testing.T) {
 	if p.Contacts[0].At == c.Contacts[n-1].At {
 		t.Error("cap split a group of contacts at one time")
 	}
+	// The history then grows in place up to the bound.
+	if cap(p.Contacts) <= store.MaxContacts {
+		t.Errorf("cap: room for %d contacts after the prune, want more than %d", cap(p.Contacts), store.MaxContacts)
+	}
 }
 
 // TestAppendContactsReaders: readers of older versions never see what is

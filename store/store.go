@@ -213,7 +213,8 @@ func (c *Customer) NeedsPrune(cutoff int64, slack time.Duration) bool {
 func (c *Customer) Pruned(cutoff int64) (*Customer, int) {
 	cs := c.Contacts
 	i := sort.Search(len(cs), func(i int) bool { return cs[i].At >= cutoff })
-	if len(cs)-i > MaxContacts {
+	capped := len(cs)-i > MaxContacts
+	if capped {
 		i = len(cs) - pruneTo
 		for i < len(cs) && cs[i].At == cs[i-1].At {
 			i++
@@ -226,7 +227,15 @@ func (c *Customer) Pruned(cutoff int64) (*Customer, int) {
 	n := len(cs) - i
 	out.Contacts = nil
 	if n > 0 {
-		out.Contacts = make([]Contact, n, n+n/4+8)
+		// Room to grow; after a prune for MaxContacts, room up to the
+		// bound (and a batch past it), so that the history grows in
+		// place until the next prune instead of being copied twice more
+		// on the way.
+		room := n + n/4 + 8
+		if capped {
+			room = max(room, MaxContacts+8)
+		}
+		out.Contacts = make([]Contact, n, room)
 		copy(out.Contacts, cs[i:])
 	}
 	out.Summarize()
