@@ -89,7 +89,9 @@ type Request struct {
 }
 
 // Decision is the answer to a Request. Reuse one across calls to save
-// allocations: Decide resets it.
+// allocations: Decide resets it, and reuses its items and the maps of
+// their rendered content, so whatever a caller keeps of a decision must be
+// copied before the next Decide into it.
 type Decision struct {
 	Placements []PlacementResult // in request order
 	Explain    []Explain
@@ -100,6 +102,9 @@ type Decision struct {
 	// evaluation: every placement holds only its fallback (if any), and
 	// Explain and Holdouts are empty.
 	Degraded bool
+
+	maps []map[string]any // rendered content maps, maps[:used] in use
+	used int
 }
 
 // PlacementResult holds the items decided for one placement.
@@ -147,6 +152,22 @@ func (d *Decision) reset() {
 	d.Explain = d.Explain[:0]
 	d.Holdouts = d.Holdouts[:0]
 	d.Degraded = false
+	d.used = 0
+}
+
+// newMap returns an empty map for rendered content, one of an earlier
+// decision if there is one left.
+func (d *Decision) newMap(size int) map[string]any {
+	if d.used < len(d.maps) {
+		m := d.maps[d.used]
+		clear(m)
+		d.used++
+		return m
+	}
+	m := make(map[string]any, size)
+	d.maps = append(d.maps, m)
+	d.used++
+	return m
 }
 
 // ErrCustomer wraps a failure to read the customer's context.
@@ -166,6 +187,7 @@ func (e *Engine) Decide(rs *rules.Ruleset, src Source, req *Request, d *Decision
 	st := e.pool.Get().(*state)
 	st.begin(e, rs, src, req, cust)
 	d.reset()
+	st.d = d
 	for _, name := range req.Placements {
 		if st.late() {
 			break
@@ -244,6 +266,7 @@ type state struct {
 	rs   *rules.Ruleset
 	src  Source
 	req  *Request
+	d    *Decision // being decided: render takes its maps
 	cust *store.Customer
 	id   string // the customer's id
 	now  int64
@@ -350,7 +373,7 @@ func resize(s []uint8, n int) []uint8 {
 
 func (st *state) end() {
 	// Drop references so the pool does not pin rulesets or customers.
-	st.rs, st.src, st.req, st.cust, st.current = nil, nil, nil, nil, nil
+	st.rs, st.src, st.req, st.d, st.cust, st.current = nil, nil, nil, nil, nil, nil
 	st.env.Clear()
 	clear(st.chosen)
 	clear(st.elig)
@@ -777,7 +800,7 @@ func (st *state) render(v *rules.Value) any {
 	}
 	switch v.Kind {
 	case rules.Map:
-		m := make(map[string]any, len(v.Keys))
+		m := st.d.newMap(len(v.Keys))
 		for i, k := range v.Keys {
 			m[k] = st.render(v.Values[i])
 		}

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 
@@ -257,5 +258,58 @@ func BenchmarkDecideGenerated(b *testing.B) {
 			}
 			benchDecide(b, rs, src, reqs)
 		})
+	}
+}
+
+// A Decision reused across calls renders into the maps of the previous
+// decision's content: the second decision's content is its own, in the
+// first one's map.
+func TestDecisionReusesContentMaps(t *testing.T) {
+	rs := compileFiles(t, map[string]string{
+		"placements.yaml": "placements:\n  hero: {limit: 1}\n",
+		"actions.yaml": `actions:
+  - id: hello
+    kind: message
+    placements: [hero]
+    content:
+      title: "Hello {{ context.name }}"
+      fixed: "same for all"
+`,
+	})
+	eng := engine.New(engine.Options{})
+	src := memstore.New()
+	var d engine.Decision
+	decide := func(name string) map[string]any {
+		t.Helper()
+		req := &engine.Request{CustomerID: "c1", Placements: []string{"hero"}, Context: map[string]any{"name": name}, Now: benchNow}
+		if err := eng.Decide(rs, src, req, &d); err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Placements) != 1 || len(d.Placements[0].Items) != 1 {
+			t.Fatalf("decision %+v: want one item", d.Placements)
+		}
+		return d.Placements[0].Items[0].Content.(map[string]any)
+	}
+	first := decide("Ada")
+	if first["title"] != "Hello Ada" {
+		t.Fatalf("first content %v", first)
+	}
+	firstMap := reflect.ValueOf(first).UnsafePointer()
+	second := decide("Grace")
+	want := map[string]any{"title": "Hello Grace", "fixed": "same for all"}
+	if !reflect.DeepEqual(second, want) {
+		t.Errorf("second content %v, want %v", second, want)
+	}
+	if reflect.ValueOf(second).UnsafePointer() != firstMap {
+		t.Error("the second decision rendered into a new map")
+	}
+	// A fresh Decision gets its own map.
+	var other engine.Decision
+	req := &engine.Request{CustomerID: "c1", Placements: []string{"hero"}, Context: map[string]any{"name": "Lin"}, Now: benchNow}
+	if err := eng.Decide(rs, src, req, &other); err != nil {
+		t.Fatal(err)
+	}
+	if got := other.Placements[0].Items[0].Content.(map[string]any); got["title"] != "Hello Lin" || second["title"] != "Hello Grace" {
+		t.Errorf("two decisions share content: %v and %v", got, second)
 	}
 }
