@@ -138,12 +138,22 @@ func (e *Env) SetRequest(context map[string]any, channel string, now time.Time) 
 	}
 	e.m[varContext] = context
 	e.ctx = context
-	e.m[varChannel] = channel
+	e.setString(varChannel, channel)
 	e.m[varNow] = now
 }
 
 // SetPlacement sets the placement being decided.
-func (e *Env) SetPlacement(p string) { e.m[varPlacement] = p }
+func (e *Env) SetPlacement(p string) { e.setString(varPlacement, p) }
+
+// setString sets variable k to s, keeping the value it holds when that is
+// already s: putting a string in the map boxes it, an allocation, and
+// successive decisions mostly ask for the same placements and channel.
+func (e *Env) setString(k, s string) {
+	if cur, ok := e.m[k].(string); ok && cur == s {
+		return
+	}
+	e.m[k] = s
+}
 
 // Clear drops the references to one decision's data.
 func (e *Env) Clear() {

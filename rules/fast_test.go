@@ -158,3 +158,21 @@ func sameValue(a, b any) bool {
 	}
 	return reflect.DeepEqual(a, b)
 }
+
+// Setting the placement or channel a pooled environment already holds
+// boxes nothing; a new one replaces it.
+func TestEnvKeepsSameStrings(t *testing.T) {
+	env := NewEnv(&fakeFuncs{})
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	env.SetRequest(nil, "web", now)
+	hero := strings.Repeat("home_hero", 1) // not a constant: boxing it allocates
+	env.SetPlacement(hero)
+	if n := testing.AllocsPerRun(100, func() { env.SetPlacement(hero) }); n != 0 {
+		t.Errorf("setting the same placement again: %.0f allocations", n)
+	}
+	env.SetPlacement("cart")
+	env.SetRequest(nil, "app", now)
+	if p, ch := env.Map()[varPlacement], env.Map()[varChannel]; p != "cart" || ch != "app" {
+		t.Errorf("placement %v, channel %v; want cart, app", p, ch)
+	}
+}
