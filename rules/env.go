@@ -18,6 +18,7 @@ type Env struct {
 	m     map[string]any
 	attrs map[string]any
 	ctx   map[string]any
+	now   time.Time
 	f     Funcs
 }
 
@@ -50,6 +51,7 @@ const (
 	getAttrFn     = "customer·get"
 	getContextFn  = "context·get"
 	segmentAtFn   = "segment·at"
+	nowGetFn      = "now·get"
 
 	fnCount      = "count"
 	fnSum        = "sum"
@@ -113,8 +115,50 @@ func NewEnv(f Funcs) *Env {
 		// where expr's generic fetch would allocate through reflection.
 		getAttrFn:    func(k any) any { return e.attrs[k.(string)] },
 		getContextFn: func(k any) any { return e.ctx[k.(string)] },
+		nowGetFn:     func(m any) any { return e.nowMethod(m.(string)) },
 	}
 	return e
+}
+
+// nowMethods are the methods of now that the runtime program calls
+// directly (now.Hour() becomes now·get("Hour")), where expr would go
+// through reflection and allocate at every call; nowChains are the
+// String() calls on what two of them return.
+var (
+	nowMethods = map[string]bool{"Year": true, "Month": true, "Day": true, "Hour": true, "Minute": true,
+		"Second": true, "Weekday": true, "YearDay": true, "Unix": true}
+	nowChains = map[string]bool{"Weekday": true, "Month": true}
+)
+
+// nowMethod returns what now.name() returns ("Weekday.String": what
+// now.Weekday().String() does).
+func (e *Env) nowMethod(name string) any {
+	t := e.now
+	switch name {
+	case "Year":
+		return t.Year()
+	case "Month":
+		return t.Month()
+	case "Day":
+		return t.Day()
+	case "Hour":
+		return t.Hour()
+	case "Minute":
+		return t.Minute()
+	case "Second":
+		return t.Second()
+	case "Weekday":
+		return t.Weekday()
+	case "YearDay":
+		return t.YearDay()
+	case "Unix":
+		return t.Unix()
+	case "Weekday.String":
+		return t.Weekday().String()
+	case "Month.String":
+		return t.Month().String()
+	}
+	panic(fmt.Errorf("now has no method %q", name)) // the rewriter makes none other
 }
 
 // Map returns the environment to pass to vm.Run.
@@ -140,6 +184,7 @@ func (e *Env) SetRequest(context map[string]any, channel string, now time.Time) 
 	e.ctx = context
 	e.setString(varChannel, channel)
 	e.m[varNow] = now
+	e.now = now
 }
 
 // SetPlacement sets the placement being decided.
@@ -183,6 +228,7 @@ func checkEnvFor(customer any) map[string]any {
 		getAttrFn:     (func(any) any)(nil),
 		getContextFn:  (func(any) any)(nil),
 		segmentAtFn:   (func(int) bool)(nil),
+		nowGetFn:      (func(any) any)(nil),
 	}
 }
 
@@ -236,6 +282,7 @@ type rewriter struct {
 func (r rewriter) Visit(np *ast.Node) {
 	if call, ok := (*np).(*ast.CallNode); ok && r.lookups {
 		r.segmentCall(np, call)
+		nowCall(np, call)
 		return
 	}
 	m, ok := (*np).(*ast.MemberNode)
@@ -276,6 +323,43 @@ func (r rewriter) Visit(np *ast.Node) {
 	if get != ast.Node(m) {
 		ast.Patch(np, get)
 	}
+}
+
+// nowCall turns now.M() into now·get("M") for the methods in nowMethods,
+// and now·get("M").String() (made from now.M().String(), as Walk visits
+// the inner call first) into now·get("M.String") for those in nowChains.
+func nowCall(np *ast.Node, call *ast.CallNode) {
+	m, ok := call.Callee.(*ast.MemberNode)
+	if !ok || len(call.Arguments) != 0 || m.Optional {
+		return
+	}
+	prop, ok := m.Property.(*ast.StringNode)
+	if !ok {
+		return
+	}
+	name := ""
+	switch n := m.Node.(type) {
+	case *ast.IdentifierNode:
+		if n.Value == varNow && nowMethods[prop.Value] {
+			name = prop.Value
+		}
+	case *ast.CallNode:
+		fn, ok := n.Callee.(*ast.IdentifierNode)
+		if !ok || fn.Value != nowGetFn || len(n.Arguments) != 1 || prop.Value != "String" {
+			return
+		}
+		if inner, ok := n.Arguments[0].(*ast.StringNode); ok && nowChains[inner.Value] {
+			name = inner.Value + ".String"
+		}
+	}
+	if name == "" {
+		return
+	}
+	key := &ast.StringNode{Value: name}
+	key.SetLocation(prop.Location())
+	get := lookup(nowGetFn, key)
+	get.SetLocation(call.Location())
+	ast.Patch(np, get)
 }
 
 func lookup(fn string, key *ast.StringNode) ast.Node {

@@ -91,6 +91,15 @@ func fastCall(n *ast.CallNode) fastFunc {
 			return func(e *Env) (any, bool) { return e.attrs[key], true }
 		}
 		return func(e *Env) (any, bool) { return e.ctx[key], true }
+	case nowGetFn:
+		if len(args) != 1 {
+			return nil
+		}
+		name, ok := stringArg(args[0])
+		if !ok {
+			return nil
+		}
+		return func(e *Env) (any, bool) { return e.nowMethod(name), true }
 	case segmentAtFn:
 		if len(args) != 1 {
 			return nil

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 	"github.com/goccy/go-yaml"
 )
@@ -174,5 +175,87 @@ func TestEnvKeepsSameStrings(t *testing.T) {
 	env.SetRequest(nil, "app", now)
 	if p, ch := env.Map()[varPlacement], env.Map()[varChannel]; p != "cart" || ch != "app" {
 		t.Errorf("placement %v, channel %v; want cart, app", p, ch)
+	}
+}
+
+// The runtime program calls now's methods directly (now·get): it answers
+// what expr answers through reflection, on the VM and the fast path, and
+// without allocating for small results.
+func TestNowMethods(t *testing.T) {
+	sources := []string{
+		"now.Hour()", "now.Minute()", "now.Second()", "now.Day()", "now.Year()", "now.YearDay()", "now.Unix()",
+		"now.Month()", "now.Weekday()", "now.Weekday().String()", "now.Month().String()",
+		`now.Hour() < 14 and now.Weekday().String() not in ["Saturday", "Sunday"]`,
+		"14 - now.Hour()", "now.Day() + now.Hour()",
+	}
+	src := "segments:\n"
+	for i, s := range sources {
+		src += fmt.Sprintf("  s%d: %q\n", i, "("+s+") != nil")
+	}
+	src += "actions:\n  - id: a\n    placements: [p]\n    content:\n"
+	for i, s := range sources {
+		src += fmt.Sprintf("      k%d: %q\n", i, "{{ "+s+" }}")
+	}
+	rs, err := Compile([]File{{Name: "now.yaml", Data: []byte(src)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exprs []*Expr
+	rs.Expressions(func(x *Expr) { exprs = append(exprs, x) })
+	patched := 0
+	for _, x := range exprs {
+		for _, ins := range x.Program().Constants {
+			if ins == nowGetFn {
+				patched++
+				break
+			}
+		}
+	}
+	if patched < len(sources) {
+		t.Errorf("%d of %d programs call %s", patched, 2*len(sources), nowGetFn)
+	}
+	for _, now := range []time.Time{
+		time.Date(2026, 11, 23, 10, 4, 5, 0, time.UTC),
+		time.Date(2026, 11, 29, 23, 59, 59, 0, time.UTC), // a Sunday
+		time.Date(2027, 1, 1, 0, 0, 0, 1, time.FixedZone("", -5*3600)),
+	} {
+		env := NewEnv(&fakeFuncs{})
+		env.SetRequest(nil, "web", now)
+		var m vm.VM
+		for _, x := range exprs {
+			inner := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(x.Source, "("), ") != nil"))
+			want, err := expr.Eval(inner, map[string]any{"now": now})
+			if err != nil {
+				t.Fatalf("%q: %v", inner, err)
+			}
+			got, err := m.Run(x.Program(), env.Map())
+			if err != nil {
+				t.Fatalf("%q at %v: %v", x.Source, now, err)
+			}
+			if strings.HasSuffix(x.Source, "!= nil") { // a segment
+				want = want != nil
+			}
+			if got != want {
+				t.Errorf("%q at %v: %v (%T), expr says %v (%T)", x.Source, now, got, got, want, want)
+			}
+			if fast, ok := x.Fast(env); ok && !sameValue(fast, want) {
+				t.Errorf("%q at %v: fast path %v (%T), expr says %v (%T)", x.Source, now, fast, fast, want, want)
+			}
+		}
+	}
+	env := NewEnv(&fakeFuncs{})
+	env.SetRequest(nil, "web", time.Date(2026, 11, 23, 10, 4, 5, 0, time.UTC))
+	var m vm.VM
+	var hour *Expr
+	for _, x := range exprs {
+		if strings.TrimSpace(x.Source) == "now.Hour()" {
+			hour = x
+		}
+	}
+	if hour == nil {
+		t.Fatal("no template of now.Hour()")
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = m.Run(hour.Program(), env.Map()) }); n != 0 {
+		t.Errorf("%q: %.0f allocations per run", hour.Source, n)
 	}
 }
