@@ -27,7 +27,9 @@
 // runs against Env. The second compile rewrites the expression for speed:
 // customer.X and context.X become direct map lookups, segment("name")
 // becomes an index, attribute defaults become `?? default`, so a decision
-// never copies the customer's attributes.
+// never copies the customer's attributes; now.Hour() and now's other
+// calendar methods (and .String() of Weekday and Month) become direct
+// calls, where expr would call them through reflection.
 //
 // The common shapes of expressions (lookups, segment(), count() and sum()
 // with literal arguments, and, or, not, ??, comparisons, arithmetic, in
