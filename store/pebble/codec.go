@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
 	"sort"
@@ -437,12 +438,22 @@ func appendContacts(b []byte, cts []store.Contact) []byte {
 }
 
 // contactDecoder decodes contacts, interning the actions and channels: a
-// history repeats a few of them, and customers share them (names).
+// history repeats a few of them, and customers share them (names). It
+// remembers the names it met in a small open-addressing table, so that it
+// can stay on the stack and decode without allocating; past
+// decoderNames names, it looks the others up in names each time.
 type contactDecoder struct {
-	first [16]string        // the first names met
-	n     int               // of them
-	seen  map[string]string // all, once there are more
+	slots [decoderSlots]string // "": free (the empty name needs no interning)
+	n     int                  // slots used
 }
+
+const (
+	decoderSlots = 64
+	decoderNames = decoderSlots * 3 / 4
+)
+
+// nameSeed seeds the hash of the decoders' tables.
+var nameSeed = maphash.MakeSeed()
 
 // names interns the actions and channels of decoded contacts across
 // customers, up to maxNames of them: a ruleset has a few thousand at most,
@@ -470,31 +481,25 @@ func internName(b []byte) string {
 }
 
 func (cd *contactDecoder) intern(b []byte) string {
-	if cd.seen != nil {
-		if s, ok := cd.seen[string(b)]; ok {
+	if len(b) == 0 {
+		return ""
+	}
+	i := maphash.Bytes(nameSeed, b)
+	for {
+		i %= decoderSlots
+		switch s := cd.slots[i]; {
+		case s == string(b):
+			return s
+		case s == "":
+			s = internName(b)
+			if cd.n < decoderNames {
+				cd.slots[i] = s
+				cd.n++
+			}
 			return s
 		}
-		s := internName(b)
-		cd.seen[s] = s
-		return s
+		i++
 	}
-	for _, s := range cd.first[:cd.n] {
-		if s == string(b) {
-			return s
-		}
-	}
-	s := internName(b)
-	if cd.n < len(cd.first) {
-		cd.first[cd.n] = s
-		cd.n++
-		return s
-	}
-	cd.seen = make(map[string]string, 2*len(cd.first))
-	for _, f := range cd.first {
-		cd.seen[f] = f
-	}
-	cd.seen[s] = s
-	return s
 }
 
 // bytesString splits a string (uvarint length and bytes) off b.
@@ -504,6 +509,30 @@ func bytesString(b []byte) (s, rest []byte, ok bool) {
 		return nil, nil, false
 	}
 	return b[k : k+int(n)], b[k+int(n):], true
+}
+
+// countContacts returns how many entries the contact log holds, without
+// decoding them: the decoded history takes its exact room (what a
+// corrupt log holds is counted up to the damage; decodeContacts reports
+// it).
+func countContacts(log []byte) int {
+	n := 0
+	for len(log) >= 3 {
+		_, k := binary.Varint(log[2:])
+		if k <= 0 {
+			break
+		}
+		_, rest, ok := bytesString(log[2+k:])
+		if !ok {
+			break
+		}
+		if _, rest, ok = bytesString(rest); !ok {
+			break
+		}
+		log = rest
+		n++
+	}
+	return n
 }
 
 // decodeContacts appends the contacts of a contact log to cts, in time

@@ -460,6 +460,9 @@ func FuzzDecodeContacts(f *testing.F) {
 				t.Fatalf("contact %d is older than the one before", i)
 			}
 		}
+		if n := countContacts(log); n != len(cts) {
+			t.Fatalf("countContacts: %d; %d decoded", n, len(cts))
+		}
 		var cd2 contactDecoder
 		again, err := cd2.decodeContacts(nil, appendContacts(nil, cts))
 		if err != nil {
@@ -472,13 +475,22 @@ func FuzzDecodeContacts(f *testing.F) {
 }
 
 // TestDecodeContactsAllocs: decoding a contact log into a slice with room
-// allocates nothing when the log names at most 16 actions and channels
-// known to the store (the decoder stays on the stack), and the names are
-// the interned ones.
+// allocates nothing when the log names at most decoderNames actions and
+// channels known to the store (the decoder stays on the stack), and the
+// names are the interned ones; past that, the names are still right.
 func TestDecodeContactsAllocs(t *testing.T) {
-	cts := make([]store.Contact, 200)
+	for _, actions := range []int{decoderNames - 3, 3 * decoderNames} {
+		t.Run(fmt.Sprintf("actions=%d", actions), func(t *testing.T) { testDecodeContactsAllocs(t, actions) })
+	}
+}
+
+func testDecodeContactsAllocs(t *testing.T, actions int) {
+	cts := make([]store.Contact, 300)
 	for i := range cts {
-		cts[i] = store.Contact{Action: fmt.Sprintf("act-%d", i%12), Channel: []string{"web", "email"}[i%2], At: int64(i)}
+		cts[i] = store.Contact{Action: fmt.Sprintf("act-%d", i%actions), Channel: []string{"web", "email", ""}[i%3], At: int64(i)}
+	}
+	if n := countContacts(appendContacts(nil, cts)); n != len(cts) {
+		t.Errorf("countContacts: %d; want %d", n, len(cts))
 	}
 	log := appendContacts(nil, cts)
 	out := make([]store.Contact, 0, len(cts))
@@ -491,7 +503,7 @@ func TestDecodeContactsAllocs(t *testing.T) {
 	}
 	decode() // interns the names
 	if n := testing.AllocsPerRun(20, decode); n != 0 {
-		t.Errorf("decoding a log of 14 names made %.0f allocations; want 0", n)
+		t.Errorf("decoding a log of %d names made %.0f allocations; want 0", actions+2, n)
 	}
 	var cd contactDecoder
 	got, _ := cd.decodeContacts(nil, log)

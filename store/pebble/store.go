@@ -431,20 +431,13 @@ func (s *Store) read(id string) (*store.Customer, int, error) {
 		return nil, 0, fmt.Errorf("cannot read contacts of customer %q: %w", id, err)
 	}
 	var cd contactDecoder
-	c.Contacts, err = cd.decodeContacts(make([]store.Contact, 0, contactsRoom(len(log))), log)
+	c.Contacts, err = cd.decodeContacts(make([]store.Contact, 0, countContacts(log)+4), log)
 	closer.Close()
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot decode contacts of customer %q: %w", id, err)
 	}
 	c.Summarize()
 	return c, size, nil
-}
-
-// contactsRoom is the capacity to allocate for the contacts of a log of n
-// bytes: an estimate on the high side (an entry takes 14 bytes or more),
-// with room for the next ones a decision records.
-func contactsRoom(n int) int {
-	return n/14 + 4
 }
 
 // preread is a main record read without the stripe lock (see gens).
