@@ -61,7 +61,7 @@ func BenchmarkCustomerCached(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	s.cache.Wait()
+	s.waitCache()
 	ids := make([]string, 1000)
 	for i := range ids {
 		ids[i] = fmt.Sprint("c", i)
@@ -166,7 +166,7 @@ func BenchmarkRecord(b *testing.B) {
 		ids[i] = fmt.Sprint("c", i)
 		s.Customer(ids[i])
 	}
-	s.cache.Wait()
+	s.waitCache()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

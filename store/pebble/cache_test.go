@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nudge-engine/nudge/store"
 )
@@ -146,5 +147,130 @@ func TestFillRace(t *testing.T) {
 		if t.Failed() {
 			return
 		}
+	}
+}
+
+// TestMissWaitsOnlyForItsStripe: a miss waits for the cache's queue only
+// when an item queued for its stripe may still be pending, and what it
+// then reads is current.
+func TestMissWaitsOnlyForItsStripe(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	var batch []*store.Customer
+	for i := range n {
+		id := fmt.Sprint("c", i)
+		batch = append(batch, &store.Customer{ID: id, Attributes: map[string]any{"name": id}})
+	}
+	if err := s.Import(batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// An empty cache, nothing queued; no sync loop tick (which waits)
+	// during the test.
+	if s, err = Open(Options{Dir: dir, SyncInterval: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// x and z share a stripe (of this Open: the hash is seeded), y has
+	// another.
+	var x, y, z string
+	byStripe := map[int]string{}
+	for i := 0; i < n && z == ""; i++ {
+		id := fmt.Sprint("c", i)
+		if other, ok := byStripe[s.stripe(id)]; ok {
+			x, z = other, id
+		}
+		byStripe[s.stripe(id)] = id
+	}
+	for _, id := range byStripe {
+		if s.stripe(id) != s.stripe(x) {
+			y = id
+		}
+	}
+	if z == "" || y == "" {
+		t.Fatal("no two customers share a stripe")
+	}
+	read := func(id string) {
+		t.Helper()
+		if c := mustCustomer(t, s, id); c == nil || c.Attributes["name"] != id {
+			t.Fatalf("%s: got %v", id, c)
+		}
+	}
+	read(x) // a miss with nothing queued; queues x's entry
+	if n := s.waits.Load(); n != 0 {
+		t.Fatalf("%d waits for a miss with nothing queued", n)
+	}
+	// The decision's record right after: x's entry is the pending item
+	// of its stripe, so no wait, whether the cache applied it yet or not.
+	if err := s.Record(x, []store.Contact{{Action: "a", At: time.Now().UnixNano()}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.waits.Load(); n != 0 {
+		t.Errorf("%d waits to record for the customer just read", n)
+	}
+	read(y)
+	if n := s.waits.Load(); n != 0 {
+		t.Errorf("%d waits for a miss in a stripe with nothing queued", n)
+	}
+	read(z)
+	if n := s.waits.Load(); n != 1 {
+		t.Errorf("%d waits for a miss in the stripe of a queued entry; want 1", n)
+	}
+	read(x) // whether x's entry was admitted or not
+	if c := mustCustomer(t, s, x); len(c.Contacts) != 1 {
+		t.Errorf("%s: %d contacts; want 1", x, len(c.Contacts))
+	}
+}
+
+// TestPendingEntryAfterEviction: the entry a stripe notes as its last
+// queued item stays the current value of its customer even when the
+// cache applied it and evicted it before any Wait: writes update it, and
+// once it is forgotten, Pebble has the same.
+func TestPendingEntryAfterEviction(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), SyncInterval: time.Minute}) // no tick during the test
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now().UnixNano()
+	if err := s.Import([]*store.Customer{{ID: "u", Attributes: map[string]any{"tier": "gold"}}}); err != nil {
+		t.Fatal(err)
+	}
+	s.forgetApplied()
+	mustCustomer(t, s, "u") // a miss: queues u's entry
+	reads := s.reads.Load()
+	// The cache applies and evicts it, unknown to the store.
+	s.cache.Wait()
+	s.cache.Del("u")
+	s.cache.Wait()
+	if err := s.Record("u", []store.Contact{served("a", now)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddEvents([]store.Event{{CustomerID: "u", Type: "view", At: now}}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		c := mustCustomer(t, s, "u")
+		if c == nil || c.Attributes["tier"] != "gold" || actions(c.Contacts) != "a" || eventCount(t, s, "u", "view") != 1 {
+			t.Fatalf("%s: %+v", when, c)
+		}
+	}
+	check("with the pending entry")
+	if n := s.reads.Load() - reads; n != 0 {
+		t.Errorf("%d reads from Pebble while the pending entry was noted", n)
+	}
+	s.forgetApplied()
+	s.cache.Del("u")
+	s.waitCache()
+	check("read from Pebble")
+	if n := s.reads.Load() - reads; n != 1 {
+		t.Errorf("%d reads from Pebble once the entry was forgotten; want 1", n)
 	}
 }

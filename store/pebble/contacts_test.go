@@ -56,7 +56,7 @@ func TestRecordAllocs(t *testing.T) {
 		if err := s.Record(id, []store.Contact{served("warm", time.Now().UnixNano())}, nil); err != nil {
 			t.Fatal(err)
 		}
-		s.cache.Wait()
+		s.waitCache()
 		a := testing.AllocsPerRun(300, func() {
 			if err := s.Record(id, []store.Contact{served("winback-20", time.Now().UnixNano())}, nil); err != nil {
 				t.Fatal(err)

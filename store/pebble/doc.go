@@ -86,8 +86,12 @@
 // write, even if only briefly. The invariant that rules this out: every
 // cache operation on an id other than Get happens under the id's stripe
 // lock, and before concluding that an id is not cached, the lock holder
-// calls Wait (loadLocked). After Wait, nothing is pending for the id (only
-// lock holders queue items for it), so what Get sees is the truth: either
+// calls Wait (loadLocked) if an item queued for an id of its stripe may
+// still be pending: the store numbers the items it queues, notes per
+// stripe the number of the last one, and after each Wait the number
+// queued before it (all applied). After Wait, or when the stripe's last
+// item is known applied, nothing is pending for the id (only lock holders
+// queue items for it), so what Get sees is the truth: either
 // the entry, which the holder then updates in place, or nothing, and then
 // the holder queues a new entry with the current value (which may still be
 // dropped or rejected: the next reader reloads from Pebble). At most one
@@ -96,8 +100,11 @@
 // every write reaches before it touches the cache. Hits, the hot path, take
 // no lock and do not allocate.
 //
-// Wait is a round trip to ristretto's goroutine, paid only on a miss, once
-// per write call (AddEvents waits once for all its customers).
+// Wait is a round trip to ristretto's goroutine, which falls behind when
+// the CPUs are busy (a garbage collection): paid only on a miss whose
+// stripe has such an item, once per write call (AddEvents waits once for
+// all its customers). Misses found one in about one in a hundred under the
+// benchmark's load; before, every miss waited, holding its stripe's lock.
 //
 // # Statistics and budgets
 //

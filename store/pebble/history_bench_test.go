@@ -42,7 +42,7 @@ func benchHistoryStore(b *testing.B, customers, history int) (*Store, []string) 
 			b.Fatal(err)
 		}
 	}
-	s.cache.Wait()
+	s.waitCache()
 	return s, ids
 }
 

@@ -32,7 +32,7 @@ func TestPendingOrder(t *testing.T) {
 
 	// A miss reads what was staged for the customer.
 	stageOnly(t, s, "miss", served("a", now))
-	s.cache.Wait()
+	s.waitCache()
 	s.cache.Del("miss")
 	if c := mustCustomer(t, s, "miss"); c == nil || actions(c.Contacts) != "a" {
 		t.Fatalf("miss after a staged contact: %+v", c)
@@ -96,7 +96,7 @@ func TestPendingConcurrent(t *testing.T) {
 				if i%50 == 0 {
 					mu := &s.stripes[s.stripe(id)]
 					mu.Lock()
-					s.cache.Wait()
+					s.waitCache()
 					s.cache.Del(id)
 					mu.Unlock()
 				}
@@ -145,7 +145,7 @@ func TestRecordUncached(t *testing.T) {
 	evict := func() {
 		mu := &s.stripes[s.stripe("u")]
 		mu.Lock()
-		s.cache.Wait()
+		s.waitCache()
 		s.cache.Del("u")
 		mu.Unlock()
 	}
@@ -200,12 +200,12 @@ func TestEventsUncached(t *testing.T) {
 	if err := s.Record("u", []store.Contact{served("a", now), served("b", now+1)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	s.cache.Wait()
+	s.waitCache()
 	s.cache.Del("u")
 	if err := s.AddEvents([]store.Event{{CustomerID: "u", Type: "view", At: now}, {CustomerID: "new", Type: "view", At: now}}); err != nil {
 		t.Fatal(err)
 	}
-	s.cache.Wait()
+	s.waitCache()
 	if _, ok := s.cache.Get("u"); ok {
 		t.Fatal("events for an uncached customer cached a partial customer")
 	}
@@ -228,7 +228,7 @@ func TestRecordAfterDelete(t *testing.T) {
 	evict := func(id string) {
 		mu := &s.stripes[s.stripe(id)]
 		mu.Lock()
-		s.cache.Wait()
+		s.waitCache()
 		s.cache.Del(id)
 		mu.Unlock()
 	}
@@ -298,7 +298,7 @@ func TestPrereadCurrent(t *testing.T) {
 	evict := func(id string) {
 		mu := &s.stripes[s.stripe(id)]
 		mu.Lock()
-		s.cache.Wait()
+		s.waitCache()
 		s.cache.Del(id)
 		mu.Unlock()
 	}

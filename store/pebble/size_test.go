@@ -140,14 +140,14 @@ func TestEntryBytes(t *testing.T) {
 	if _, err := s.Customer("warm-up"); err != nil {
 		t.Fatal(err)
 	}
-	s.cache.Wait()
+	s.waitCache()
 	before := heapAfterGC()
 	for _, id := range ids {
 		if _, err := s.Customer(id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.cache.Wait()
+	s.waitCache()
 	measured := heapAfterGC() - before
 	runtime.KeepAlive(ids)
 	m := s.cache.Metrics
@@ -180,7 +180,7 @@ func TestCacheCostFollowsCustomer(t *testing.T) {
 		if _, err := s.Customer("c1"); err != nil {
 			t.Fatal(err)
 		}
-		s.cache.Wait()
+		s.waitCache()
 		e, ok := s.cache.Get("c1")
 		if !ok {
 			t.Fatalf("%s: c1 is not cached", when)

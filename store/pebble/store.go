@@ -58,6 +58,16 @@ type Store struct {
 	// id): Record for a customer the cache did not admit after the read
 	// that decided for it then need not read again whether it exists.
 	existing [numStripes][2]string
+	// queued numbers the items this store queues on the cache (Set, Del)
+	// and applied is the highest number known applied (a Wait returned
+	// after it was queued); lastQueued is, per stripe, the last item
+	// queued for one of its ids (guarded by the stripe lock). A miss
+	// waits for the cache only if its stripe has an item that may still
+	// be pending, and not if that item is its own entry (see doc.go).
+	// waits counts the Waits.
+	queued, applied atomic.Uint64
+	lastQueued      [numStripes]queuedItem
+	waits           atomic.Uint64
 	// gens counts, per stripe, the writes to its customers: write and
 	// Import add one under the stripe lock once the write is staged or
 	// applied, so that a read of Pebble made without the lock is known to
@@ -83,6 +93,14 @@ type Store struct {
 }
 
 var _ store.Store = (*Store)(nil)
+
+// queuedItem is an item queued on the cache: its number, its id and, for a
+// Set, its entry (which the item holds; nil for a Del).
+type queuedItem struct {
+	n  uint64
+	id string
+	e  *entry
+}
 
 // entry is the cached value of one customer: a holder that writes update in
 // place (see doc.go). c is nil when the customer is known not to exist.
@@ -387,14 +405,62 @@ func (s *Store) cachedLocked(id string, waited *bool) (*store.Customer, *entry) 
 	if e, ok := s.cache.Get(id); ok {
 		return e.c.Load(), e
 	}
+	q := &s.lastQueued[s.stripe(id)]
+	if q.n <= s.applied.Load() {
+		*q = queuedItem{n: q.n} // applied: do not keep the entry alive
+		return nil, nil
+	}
+	if q.id == id && q.e != nil {
+		// The stripe's pending item is this id's entry (typically the
+		// fill of the read that came just before): it is the current
+		// value, which writes update in place as for a stored entry, and
+		// the cache stores it as it is when it applies the item.
+		return q.e.c.Load(), q.e
+	}
 	if !*waited {
-		s.cache.Wait()
+		s.waitCache()
 		*waited = true
 		if e, ok := s.cache.Get(id); ok {
 			return e.c.Load(), e
 		}
 	}
 	return nil, nil
+}
+
+// waitCache waits until the cache has applied every item queued before,
+// and records it in applied.
+func (s *Store) waitCache() {
+	q := s.queued.Load()
+	s.cache.Wait()
+	s.waits.Add(1)
+	for {
+		a := s.applied.Load()
+		if a >= q || s.applied.CompareAndSwap(a, q) {
+			return
+		}
+	}
+}
+
+// queuedLocked notes that an item for id was queued on the cache: a Set
+// of e, or a Del (e nil). The caller holds id's stripe lock and has just
+// queued it.
+func (s *Store) queuedLocked(id string, e *entry) {
+	s.lastQueued[s.stripe(id)] = queuedItem{n: s.queued.Add(1), id: id, e: e}
+}
+
+// forgetApplied waits for the cache and drops the references of the
+// stripes' queued items, now applied, so that an entry the cache rejected
+// or evicted is not kept alive by its stripe for long.
+func (s *Store) forgetApplied() {
+	s.waitCache()
+	applied := s.applied.Load()
+	for i := range s.stripes {
+		s.stripes[i].Lock()
+		if q := &s.lastQueued[i]; q.n <= applied {
+			*q = queuedItem{n: q.n}
+		}
+		s.stripes[i].Unlock()
+	}
 }
 
 // loadLocked returns the customer (nil if unknown), its cache entry (nil
@@ -509,6 +575,7 @@ func (s *Store) cacheLocked(id string, e *entry, c *store.Customer, size int) {
 		e = &entry{cost: entryCost(c, size), size: size}
 		e.c.Store(c)
 		s.cache.Set(id, e, e.cost)
+		s.queuedLocked(id, e)
 		return
 	}
 	old := e.c.Load()
@@ -529,6 +596,13 @@ func (s *Store) cacheLocked(id string, e *entry, c *store.Customer, size int) {
 	if cost := entryCost(c, size); cost-e.cost > e.cost/8 || e.cost-cost > e.cost/8 {
 		e.cost = cost
 		s.cache.Set(id, e, cost)
+		// A Set of a stored key replaces it at once (and queues only the
+		// policy's cost update, which makes no value visible); it queues
+		// a new item only if the entry was evicted meanwhile, and then
+		// Get does not find it (or finds it applied already).
+		if _, ok := s.cache.Get(id); !ok {
+			s.queuedLocked(id, e)
+		}
 	}
 }
 
@@ -1082,9 +1156,10 @@ func (s *Store) Import(customers []*store.Customer) error {
 	s.unsynced.Store(true)
 	// Drop the cached versions; nothing else can be pending for these ids
 	// once Wait returns, as we hold their locks (see doc.go).
-	s.cache.Wait()
+	s.waitCache()
 	for _, id := range ids {
 		s.cache.Del(id)
+		s.queuedLocked(id, nil)
 	}
 	return nil
 }
@@ -1157,6 +1232,7 @@ func (s *Store) syncLoop() {
 			if err := s.flush(); err != nil {
 				s.opts.Logger.Errorf("pebblestore: %v", err)
 			}
+			s.forgetApplied()
 		}
 	}
 }
