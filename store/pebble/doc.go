@@ -88,10 +88,10 @@
 // lock, and before concluding that an id is not cached, the lock holder
 // calls Wait (loadLocked) if an item queued for an id of its stripe may
 // still be pending: the store numbers the items it queues, notes per
-// stripe the number of the last one, and after each Wait the number
-// queued before it (all applied). After Wait, or when the stripe's last
-// item is known applied, nothing is pending for the id (only lock holders
-// queue items for it), so what Get sees is the truth: either
+// stripe the last one (its number, id and entry), and after each Wait the
+// number queued before it (all applied). After Wait, or when the stripe's
+// last item is known applied, nothing is pending for the id (only lock
+// holders queue items for it), so what Get sees is the truth: either
 // the entry, which the holder then updates in place, or nothing, and then
 // the holder queues a new entry with the current value (which may still be
 // dropped or rejected: the next reader reloads from Pebble). At most one
@@ -100,11 +100,22 @@
 // every write reaches before it touches the cache. Hits, the hot path, take
 // no lock and do not allocate.
 //
+// When the stripe's last item is the id's own entry, queued and maybe not
+// yet applied (the fill of the read a decision made just before recording
+// its contacts), the lock holder needs no Wait: that entry is the
+// customer's current value, since every write under the lock finds it
+// there and updates it in place, whether the cache has applied it,
+// rejected it or evicted it since. The sync loop waits once per
+// SyncInterval and then forgets the applied entries, so a stripe does not
+// keep a rejected customer alive for long.
+//
 // Wait is a round trip to ristretto's goroutine, which falls behind when
-// the CPUs are busy (a garbage collection): paid only on a miss whose
-// stripe has such an item, once per write call (AddEvents waits once for
-// all its customers). Misses found one in about one in a hundred under the
-// benchmark's load; before, every miss waited, holding its stripe's lock.
+// the CPUs are busy (a garbage collection), and the miss holds its
+// stripe's lock meanwhile: it is paid only on a miss whose stripe has a
+// pending item of another id, once per write call (AddEvents waits once
+// for all its customers). Under the benchmark's load (30 s, 15,000
+// decisions/s) that was 1,093 Waits for 83,828 misses, 30 of them the sync
+// loop's; before, every miss waited.
 //
 // # Statistics and budgets
 //
