@@ -115,50 +115,27 @@ func NewEnv(f Funcs) *Env {
 		// where expr's generic fetch would allocate through reflection.
 		getAttrFn:    func(k any) any { return e.attrs[k.(string)] },
 		getContextFn: func(k any) any { return e.ctx[k.(string)] },
-		nowGetFn:     func(m any) any { return e.nowMethod(m.(string)) },
+		nowGetFn:     func(m any) any { return nowCalls[m.(string)](e.now) },
 	}
 	return e
 }
 
-// nowMethods are the methods of now that the runtime program calls
-// directly (now.Hour() becomes now·get("Hour")), where expr would go
-// through reflection and allocate at every call; nowChains are the
-// String() calls on what two of them return.
-var (
-	nowMethods = map[string]bool{"Year": true, "Month": true, "Day": true, "Hour": true, "Minute": true,
-		"Second": true, "Weekday": true, "YearDay": true, "Unix": true}
-	nowChains = map[string]bool{"Weekday": true, "Month": true}
-)
-
-// nowMethod returns what now.name() returns ("Weekday.String": what
-// now.Weekday().String() does).
-func (e *Env) nowMethod(name string) any {
-	t := e.now
-	switch name {
-	case "Year":
-		return t.Year()
-	case "Month":
-		return t.Month()
-	case "Day":
-		return t.Day()
-	case "Hour":
-		return t.Hour()
-	case "Minute":
-		return t.Minute()
-	case "Second":
-		return t.Second()
-	case "Weekday":
-		return t.Weekday()
-	case "YearDay":
-		return t.YearDay()
-	case "Unix":
-		return t.Unix()
-	case "Weekday.String":
-		return t.Weekday().String()
-	case "Month.String":
-		return t.Month().String()
-	}
-	panic(fmt.Errorf("now has no method %q", name)) // the rewriter makes none other
+// nowCalls are the calls on now that the runtime program makes directly
+// (now.Hour() becomes now·get("Hour"), now.Weekday().String()
+// now·get("Weekday.String")), where expr would go through reflection and
+// allocate at every call.
+var nowCalls = map[string]func(time.Time) any{
+	"Year":           func(t time.Time) any { return t.Year() },
+	"Month":          func(t time.Time) any { return t.Month() },
+	"Day":            func(t time.Time) any { return t.Day() },
+	"Hour":           func(t time.Time) any { return t.Hour() },
+	"Minute":         func(t time.Time) any { return t.Minute() },
+	"Second":         func(t time.Time) any { return t.Second() },
+	"Weekday":        func(t time.Time) any { return t.Weekday() },
+	"YearDay":        func(t time.Time) any { return t.YearDay() },
+	"Unix":           func(t time.Time) any { return t.Unix() },
+	"Weekday.String": func(t time.Time) any { return t.Weekday().String() },
+	"Month.String":   func(t time.Time) any { return t.Month().String() },
 }
 
 // Map returns the environment to pass to vm.Run.
@@ -325,9 +302,9 @@ func (r rewriter) Visit(np *ast.Node) {
 	}
 }
 
-// nowCall turns now.M() into now·get("M") for the methods in nowMethods,
-// and now·get("M").String() (made from now.M().String(), as Walk visits
-// the inner call first) into now·get("M.String") for those in nowChains.
+// nowCall turns now.M() into now·get("M"), and now·get("M").String()
+// (made from now.M().String(), as Walk visits the inner call first) into
+// now·get("M.String"), for the calls in nowCalls.
 func nowCall(np *ast.Node, call *ast.CallNode) {
 	m, ok := call.Callee.(*ast.MemberNode)
 	if !ok || len(call.Arguments) != 0 || m.Optional {
@@ -340,7 +317,7 @@ func nowCall(np *ast.Node, call *ast.CallNode) {
 	name := ""
 	switch n := m.Node.(type) {
 	case *ast.IdentifierNode:
-		if n.Value == varNow && nowMethods[prop.Value] {
+		if n.Value == varNow {
 			name = prop.Value
 		}
 	case *ast.CallNode:
@@ -348,11 +325,11 @@ func nowCall(np *ast.Node, call *ast.CallNode) {
 		if !ok || fn.Value != nowGetFn || len(n.Arguments) != 1 || prop.Value != "String" {
 			return
 		}
-		if inner, ok := n.Arguments[0].(*ast.StringNode); ok && nowChains[inner.Value] {
+		if inner, ok := n.Arguments[0].(*ast.StringNode); ok {
 			name = inner.Value + ".String"
 		}
 	}
-	if name == "" {
+	if nowCalls[name] == nil {
 		return
 	}
 	key := &ast.StringNode{Value: name}

@@ -96,10 +96,10 @@ func fastCall(n *ast.CallNode) fastFunc {
 			return nil
 		}
 		name, ok := stringArg(args[0])
-		if !ok {
-			return nil
+		if call := nowCalls[name]; ok && call != nil {
+			return func(e *Env) (any, bool) { return call(e.now), true }
 		}
-		return func(e *Env) (any, bool) { return e.nowMethod(name), true }
+		return nil
 	case segmentAtFn:
 		if len(args) != 1 {
 			return nil

@@ -398,9 +398,10 @@ func (s *Store) forgetLocked(id string) {
 
 // cachedLocked returns the cached customer (nil if known not to exist)
 // and its entry, or a nil entry if id is not cached. The caller holds id's
-// stripe lock. The first miss waits for the cache's pending sets, tracked
-// by *waited, so that no set queued before is still to be applied (see
-// doc.go).
+// stripe lock. A miss whose stripe may have an item of another id
+// pending waits for the cache's queue, once per call (tracked by
+// *waited), so that no item queued before is still to be applied; the
+// stripe's own pending entry for id answers without a wait (see doc.go).
 func (s *Store) cachedLocked(id string, waited *bool) (*store.Customer, *entry) {
 	if e, ok := s.cache.Get(id); ok {
 		return e.c.Load(), e
@@ -465,9 +466,8 @@ func (s *Store) forgetApplied() {
 
 // loadLocked returns the customer (nil if unknown), its cache entry (nil
 // if not cached) and the size of its main record. The caller holds id's
-// stripe lock. A miss waits once for the cache's pending sets, tracked by
-// *waited, so that no set queued before is still to be applied (see
-// doc.go).
+// stripe lock. What it finds cached, or pending, is as cachedLocked
+// says; *waited tracks its one wait per call.
 func (s *Store) loadLocked(id string, waited *bool) (*store.Customer, *entry, int, error) {
 	if c, e := s.cachedLocked(id, waited); e != nil {
 		return c, e, e.size, nil
