@@ -158,15 +158,12 @@ func (d *Decision) reset() {
 // newMap returns an empty map for rendered content, one of an earlier
 // decision if there is one left.
 func (d *Decision) newMap(size int) map[string]any {
-	if d.used < len(d.maps) {
-		m := d.maps[d.used]
-		clear(m)
-		d.used++
-		return m
+	if d.used == len(d.maps) {
+		d.maps = append(d.maps, make(map[string]any, size))
 	}
-	m := make(map[string]any, size)
-	d.maps = append(d.maps, m)
+	m := d.maps[d.used]
 	d.used++
+	clear(m)
 	return m
 }
 
