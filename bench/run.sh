@@ -8,9 +8,10 @@
 #   3. for the demo storefront rules and the 1,000-action ruleset: serves
 #      them, warms up, measures the ceiling server and nudge alternately in
 #      closed loop (ceiling, nudge, ceiling, nudge), then nudge in open loop
-#      at half its measured throughput;
+#      at half its measured throughput, and the ceiling at that same rate;
 #   4. event ingest (batches of 100, single events) and a decide run with a
-#      32 MiB cache (far smaller than the working set);
+#      32 MiB cache (far smaller than the working set), closed loop, then
+#      open loop at half of it, nudge and the ceiling;
 #   5. writes bench/results/<date>-<hash>[-quick].md, its SVG plots, and the
 #      raw JSON results in the directory of the same name.
 #
@@ -159,10 +160,22 @@ group() {
 		cmd "$nb" run --url "$url" "${load[@]}" --warmup "$warmup" --duration "$duration" \
 			--name "$g-nudge-$i" --group "$g" --out "$raw/$g-nudge-$i.json"
 	done
+	openhalf "$g" "$raw/$g-nudge-1.json,$raw/$g-nudge-2.json" "${load[@]}"
 	stop "$ceiling_pid"
-	cmd "$nb" run --url "$url" "${load[@]}" --mode open --rate-from "$raw/$g-nudge-1.json,$raw/$g-nudge-2.json" --rate-factor 0.5 \
-		--warmup "$warmup" --duration "$duration" --name "$g-open-half" --group "$g" --out "$raw/$g-open-half.json"
 	counters "$g (default cache)"
+}
+
+# openhalf runs nudge in open loop at half the throughput of the closed-loop
+# results $2, then the ceiling (running on $cport) at the same rate: the
+# ceiling's percentiles are this machine's floor for that rate.
+openhalf() {
+	local g=$1 from=$2
+	shift 2
+	cmd "$nb" run --url "$url" "$@" --mode open --rate-from "$from" --rate-factor 0.5 \
+		--warmup "$warmup" --duration "$duration" --name "$g-open-half" --group "$g" --out "$raw/$g-open-half.json"
+	cmd "$nb" run --url "http://127.0.0.1:$cport" "$@" --mode open --rate-from "$from" --rate-factor 0.5 \
+		--warmup "$warmup" --duration "$duration" --name "$g-ceiling-open-half" --group "$g" --role ceiling \
+		--out "$raw/$g-ceiling-open-half.json"
 }
 
 # counters notes the server's customer reads from the cache and from Pebble.
@@ -188,8 +201,11 @@ serve testdata/storefront/rules --cache-mb "$small_mb"
 cmd "$nb" run --url "$url" "${common[@]}" --duration "$serverwarm" --name small-cache-warmup --out "$work/small-cache-warmup.json"
 cmd "$nb" run --url "$url" "${common[@]}" --warmup "$warmup" --duration "$duration" \
 	--name small-cache-closed --group small-cache --out "$raw/small-cache-closed.json"
-cmd "$nb" run --url "$url" "${common[@]}" --mode open --rate-from "$raw/small-cache-closed.json" --rate-factor 0.5 \
-	--warmup "$warmup" --duration "$duration" --name small-cache-open-half --group small-cache --out "$raw/small-cache-open-half.json"
+start "$work/ceiling.log" "$nb" ceiling --addr "127.0.0.1:$cport" --body-bytes-from "$work/small-cache-warmup.json" --max-time 30m
+ceiling_pid=$last_pid
+cmd "$nb" wait --url "http://127.0.0.1:$cport/" --timeout 30s
+openhalf small-cache "$raw/small-cache-closed.json" "${common[@]}"
+stop "$ceiling_pid"
 counters "small-cache (--cache-mb $small_mb)"
 stop "$nudge_pid"
 

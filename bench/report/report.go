@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -139,6 +140,19 @@ func Ratio(results []*loadgen.Result, r *loadgen.Result) (float64, bool) {
 	return r.Throughput / c, true
 }
 
+// CeilingAtRate returns the open-loop ceiling run of open-loop run r's
+// group at r's rate (within 1 %), or nil: its percentiles are what this
+// machine and load generator achieve at that rate with nothing to compute.
+func CeilingAtRate(results []*loadgen.Result, r *loadgen.Result) *loadgen.Result {
+	for _, c := range results {
+		if c != r && c.Group == r.Group && c.Role == RoleCeiling && c.Config.Mode == loadgen.ModeOpen &&
+			math.Abs(c.Config.Rate-r.Config.Rate) <= 0.01*r.Config.Rate {
+			return c
+		}
+	}
+	return nil
+}
+
 // Groups lists the groups of results in order of first appearance.
 func Groups(results []*loadgen.Result) []string {
 	var out []string
@@ -245,7 +259,7 @@ func Write(w io.Writer, in Input) error {
 }
 
 // Summary returns the key figures: nudge/ceiling per group, p99 of the
-// open-loop runs, ingest rates.
+// open-loop runs beside the ceiling's at the same rate, ingest rates.
 func Summary(results []*loadgen.Result) []string {
 	var out []string
 	for _, g := range Groups(results) {
@@ -270,8 +284,13 @@ func Summary(results []*loadgen.Result) []string {
 		switch {
 		case r.Role != RoleNudge:
 		case r.Config.Mode == loadgen.ModeOpen:
-			out = append(out, fmt.Sprintf("**%s**: p99 %s (p99.9 %s, max %s) at a constant %.0f req/s, coordinated omission corrected",
-				r.Name, loadgen.FormatMicros(r.Latency.P99), loadgen.FormatMicros(r.Latency.P999), loadgen.FormatMicros(r.Latency.Max), r.Config.Rate))
+			line := fmt.Sprintf("**%s**: p99 %s (p99.9 %s, max %s) at a constant %.0f req/s, coordinated omission corrected",
+				r.Name, loadgen.FormatMicros(r.Latency.P99), loadgen.FormatMicros(r.Latency.P999), loadgen.FormatMicros(r.Latency.Max), r.Config.Rate)
+			if c := CeilingAtRate(results, r); c != nil {
+				line += fmt.Sprintf("; the ceiling at the same rate: p99 %s (p99.9 %s, max %s)",
+					loadgen.FormatMicros(c.Latency.P99), loadgen.FormatMicros(c.Latency.P999), loadgen.FormatMicros(c.Latency.Max))
+			}
+			out = append(out, line)
 		case r.EventsPerSec > 0 && r.Kinds["decide"].Requests == 0:
 			out = append(out, fmt.Sprintf("**%s**: %.0f durable events/s in %.0f requests/s of %d event(s), p99 %s",
 				r.Name, r.EventsPerSec, r.Throughput, r.Config.Batch, loadgen.FormatMicros(r.Latency.P99)))

@@ -35,6 +35,10 @@ func sample() []*loadgen.Result {
 	ingest.EventsPerSec = 70000
 	ingest.Config.Batch = 100
 	ingest.Kinds = map[string]loadgen.KindResult{"events": {Requests: 7000}}
+	ceilingOpen := result("demo-ceiling-open", "demo", RoleCeiling, loadgen.ModeOpen, 5000, 300, 8)
+	ceilingOpen.Config.Rate = 5020 // within 1 % of demo-open's
+	ceilingOpen.Service = &loadgen.Percentiles{P99: 250}
+	ceilingOpen.SendLag = &loadgen.Percentiles{P99: 10, Max: 90}
 	failing := result("demo-nudge-2", "demo", RoleNudge, loadgen.ModeClosed, 11000, 2000, 4)
 	failing.Errors, failing.Status["503"] = 3, 3
 	return []*loadgen.Result{
@@ -43,6 +47,7 @@ func sample() []*loadgen.Result {
 		result("demo-ceiling-2", "demo", RoleCeiling, loadgen.ModeClosed, 20000, 1000, 3),
 		failing, open, ingest,
 		result("gen-nudge-1", "gen1000", RoleNudge, loadgen.ModeClosed, 3000, 5000, 7),
+		ceilingOpen,
 	}
 }
 
@@ -60,6 +65,22 @@ func TestRatio(t *testing.T) {
 	f(0, 0, false) // a ceiling run
 	f(4, 0, false) // open loop
 	f(6, 0, false) // no ceiling in its group
+	f(7, 0, false) // an open-loop ceiling run
+}
+
+func TestCeilingAtRate(t *testing.T) {
+	rs := sample()
+	if c := CeilingAtRate(rs, rs[4]); c != rs[7] {
+		t.Fatalf("CeilingAtRate(demo-open) = %v; want demo-ceiling-open", c)
+	}
+	rs[7].Config.Rate = 5100 // 2 % off
+	if c := CeilingAtRate(rs, rs[4]); c != nil {
+		t.Fatalf("a ceiling at another rate matched: %s", c.Name)
+	}
+	rs[7].Config.Rate, rs[7].Group = 5000, "other"
+	if c := CeilingAtRate(rs, rs[4]); c != nil {
+		t.Fatalf("a ceiling of another group matched: %s", c.Name)
+	}
 }
 
 func TestWrite(t *testing.T) {
@@ -78,7 +99,8 @@ func TestWrite(t *testing.T) {
 		"| demo-nudge-2 | demo | closed | 32 |  | 11000 |  | 0.37 |", "3 (503: 3)",
 		"| demo-open | demo | open | 32 | 5000/s |",
 		"**demo**: nudge 10000 req/s (mean of 2 closed-loop runs) = **0.33 × the ceiling** (30000 req/s, mean of 2 runs)",
-		"**demo-open**: p99 800µs", "**ingest-batch100**: 70000 durable events/s",
+		"**demo-open**: p99 800µs", "; the ceiling at the same rate: p99 300µs (p99.9 600µs, max 900µs)",
+		"| demo-ceiling-open | 300µs | 250µs |", "**ingest-batch100**: 70000 durable events/s",
 		"| demo-open | 800µs | 400µs |", "![latency by percentile, demo](r-demo.svg)",
 		"BenchmarkX 10 100 ns/op", "nudge-bench gen --customers 100\nnudge-bench run",
 	} {
