@@ -23,11 +23,13 @@ run: build
 	fi
 	./$(BIN) serve --addr $(ADDR) --rules $(DEMO_RULES) --data $(DATA) --log-format console
 
-# Unit, corpus and CLI tests (with the race detector), then the demo
-# storefront's own rule tests through the real binary.
+# Unit, corpus and CLI tests (with the race detector), the allocation
+# tests of pooled code again without it, then the demo storefront's own
+# rule tests through the real binary.
 test: build
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'TestNoAllocationPerCandidate' ./engine/
+	$(GO) test -count=1 -run 'TestLogMergerPooled' ./store/pebble/
 	./$(BIN) rules check $(DEMO_RULES)
 	./$(BIN) rules test $(DEMO_RULES)
 

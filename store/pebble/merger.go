@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"io"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -13,20 +14,34 @@ import (
 // operand, which makes merging a contact log's n appends (in a compaction
 // or a read, from the newest operand to the oldest) cost O(n²); this one
 // collects the older operands and concatenates them once, in Finish.
+//
+// Every cache miss of a customer with recent contacts merges its log, so
+// the mergers and their buffers are pooled: Finish returns the merger as
+// the value's io.Closer, and Pebble closes it once the value is no longer
+// used (a Get's closer, an iterator's next step, a compaction's next key),
+// which puts it back.
 var logMerger = &pebble.Merger{
 	Name: pebble.DefaultMerger.Name,
 	Merge: func(_, value []byte) (pebble.ValueMerger, error) {
-		m := &concatMerger{}
-		m.newer = append(m.newer, value...)
+		m := mergerPool.Get().(*concatMerger)
+		m.newer = append(m.newer[:0], value...)
 		return m, nil
 	},
 }
+
+var mergerPool = sync.Pool{New: func() any { return new(concatMerger) }}
+
+// maxPooledMerge bounds the buffers a pooled merger keeps: the log of a
+// customer decided for thousands of times is merged rarely (it is cached),
+// and must not pin its size in the pool.
+const maxPooledMerge = 64 << 10
 
 // concatMerger is the ValueMerger of logMerger.
 type concatMerger struct {
 	newer []byte // the first operand, then those added by MergeNewer
 	older []byte // the operands added by MergeOlder, each appended (newest first)
 	lens  []int  // the lengths of the operands in older
+	out   []byte // the result, when there are older operands
 }
 
 // MergeNewer appends value to the result.
@@ -42,17 +57,29 @@ func (m *concatMerger) MergeOlder(value []byte) error {
 	return nil
 }
 
-// Finish returns the concatenation of the operands, oldest first.
+// Finish returns the concatenation of the operands, oldest first, valid
+// until the merger (the returned Closer) is closed.
 func (m *concatMerger) Finish(bool) ([]byte, io.Closer, error) {
 	if len(m.lens) == 0 {
-		return m.newer, nil, nil
+		return m.newer, m, nil
 	}
-	out := make([]byte, 0, len(m.older)+len(m.newer))
+	out := m.out[:0]
 	end := len(m.older)
 	for i := len(m.lens) - 1; i >= 0; i-- {
 		start := end - m.lens[i]
 		out = append(out, m.older[start:end]...)
 		end = start
 	}
-	return append(out, m.newer...), nil, nil
+	m.out = append(out, m.newer...)
+	return m.out, m, nil
+}
+
+// Close puts the merger back in the pool; its result is invalid from then.
+func (m *concatMerger) Close() error {
+	if cap(m.newer)+cap(m.older)+cap(m.out) > maxPooledMerge {
+		return nil
+	}
+	m.newer, m.older, m.lens, m.out = m.newer[:0], m.older[:0], m.lens[:0], m.out[:0]
+	mergerPool.Put(m)
+	return nil
 }
