@@ -8,10 +8,11 @@
 #   3. for the demo storefront rules and the 1,000-action ruleset: serves
 #      them, warms up, measures the ceiling server and nudge alternately in
 #      closed loop (ceiling, nudge, ceiling, nudge), then nudge in open loop
-#      at half its measured throughput, and the ceiling at that same rate;
+#      at half its measured throughput; once nudge is stopped, the ceiling
+#      alone in open loop at that same rate (the machine's floor);
 #   4. event ingest (batches of 100, single events) and a decide run with a
 #      32 MiB cache (far smaller than the working set), closed loop, then
-#      open loop at half of it, nudge and the ceiling;
+#      open loop at half of it, and the ceiling alone at that rate;
 #   5. writes bench/results/<date>-<hash>[-quick].md, its SVG plots, and the
 #      raw JSON results in the directory of the same name.
 #
@@ -107,6 +108,11 @@ stop() {
 }
 
 echo "== nudge benchmark ($mode): results in $raw"
+# Before any load of ours: on a virtual machine, time that runnable tasks
+# waited for a CPU while this one was idle is taken by neighbours.
+if [ -r /proc/pressure/cpu ]; then
+	echo "CPU pressure before the benchmark (PSI, share of time some task waited for a CPU): $(grep '^some' /proc/pressure/cpu | cut -d' ' -f2-4)" | tee -a "$notes"
+fi
 
 echo "== Go micro-benchmarks"
 cmd "$GO" test -run '^$' -bench . -benchmem -benchtime "$benchtime" ./engine ./rules ./store/pebble ./server | tee "$raw/micro.txt"
@@ -160,22 +166,27 @@ group() {
 		cmd "$nb" run --url "$url" "${load[@]}" --warmup "$warmup" --duration "$duration" \
 			--name "$g-nudge-$i" --group "$g" --out "$raw/$g-nudge-$i.json"
 	done
-	openhalf "$g" "$raw/$g-nudge-1.json,$raw/$g-nudge-2.json" "${load[@]}"
 	stop "$ceiling_pid"
+	cmd "$nb" run --url "$url" "${load[@]}" --mode open --rate-from "$raw/$g-nudge-1.json,$raw/$g-nudge-2.json" --rate-factor 0.5 \
+		--warmup "$warmup" --duration "$duration" --name "$g-open-half" --group "$g" --out "$raw/$g-open-half.json"
 	counters "$g (default cache)"
 }
 
-# openhalf runs nudge in open loop at half the throughput of the closed-loop
-# results $2, then the ceiling (running on $cport) at the same rate: the
-# ceiling's percentiles are this machine's floor for that rate.
-openhalf() {
+# floor runs the ceiling alone (nudge stopped, so that its compactions and
+# collections do not disturb it) in open loop at the rate of group $1's
+# open-loop run, half the throughput of the closed-loop results $2: this
+# machine's floor for an open-loop p99 at that rate. Further arguments are
+# the load's.
+floor() {
 	local g=$1 from=$2
 	shift 2
-	cmd "$nb" run --url "$url" "$@" --mode open --rate-from "$from" --rate-factor 0.5 \
-		--warmup "$warmup" --duration "$duration" --name "$g-open-half" --group "$g" --out "$raw/$g-open-half.json"
-	cmd "$nb" run --url "http://127.0.0.1:$cport" "$@" --mode open --rate-from "$from" --rate-factor 0.5 \
+	start "$work/ceiling.log" "$nb" ceiling --addr "127.0.0.1:$cport" --body-bytes-from "$work/$g-warmup.json" --max-time 30m
+	local ceiling_pid=$last_pid
+	cmd "$nb" wait --url "http://127.0.0.1:$cport/" --timeout 30s
+	cmd "$nb" run --url "http://127.0.0.1:$cport" "${common[@]}" "$@" --mode open --rate-from "$from" --rate-factor 0.5 \
 		--warmup "$warmup" --duration "$duration" --name "$g-ceiling-open-half" --group "$g" --role ceiling \
 		--out "$raw/$g-ceiling-open-half.json"
+	stop "$ceiling_pid"
 }
 
 # counters notes the server's customer reads from the cache and from Pebble.
@@ -191,9 +202,12 @@ cmd "$nb" run --url "$url" "${common[@]}" --mix events=1 --batch 100 --warmup "$
 cmd "$nb" run --url "$url" "${common[@]}" --mix events=1 --batch 1 --warmup "$warmup" --duration "$duration" \
 	--name ingest-single --group ingest --out "$raw/ingest-single.json"
 stop "$nudge_pid"
+floor demo "$raw/demo-nudge-1.json,$raw/demo-nudge-2.json"
 
-group actions-1000 "$work/rules-1000" --placements "$(seq -f 'p%02g' -s, 0 19 | sed 's/,$//')"
+placements1000=$(seq -f 'p%02g' -s, 0 19 | sed 's/,$//')
+group actions-1000 "$work/rules-1000" --placements "$placements1000"
 stop "$nudge_pid"
+floor actions-1000 "$raw/actions-1000-nudge-1.json,$raw/actions-1000-nudge-2.json" --placements "$placements1000"
 
 small_mb=${BENCH_SMALL_CACHE_MB:-32}
 echo "== small cache: --cache-mb $small_mb, demo rules"
@@ -201,13 +215,11 @@ serve testdata/storefront/rules --cache-mb "$small_mb"
 cmd "$nb" run --url "$url" "${common[@]}" --duration "$serverwarm" --name small-cache-warmup --out "$work/small-cache-warmup.json"
 cmd "$nb" run --url "$url" "${common[@]}" --warmup "$warmup" --duration "$duration" \
 	--name small-cache-closed --group small-cache --out "$raw/small-cache-closed.json"
-start "$work/ceiling.log" "$nb" ceiling --addr "127.0.0.1:$cport" --body-bytes-from "$work/small-cache-warmup.json" --max-time 30m
-ceiling_pid=$last_pid
-cmd "$nb" wait --url "http://127.0.0.1:$cport/" --timeout 30s
-openhalf small-cache "$raw/small-cache-closed.json" "${common[@]}"
-stop "$ceiling_pid"
+cmd "$nb" run --url "$url" "${common[@]}" --mode open --rate-from "$raw/small-cache-closed.json" --rate-factor 0.5 \
+	--warmup "$warmup" --duration "$duration" --name small-cache-open-half --group small-cache --out "$raw/small-cache-open-half.json"
 counters "small-cache (--cache-mb $small_mb)"
 stop "$nudge_pid"
+floor small-cache "$raw/small-cache-closed.json"
 
 elapsed=$(($(date +%s) - started))
 echo "end-to-end wall time $elapsed s ($mode)" >>"$notes"
