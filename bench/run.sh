@@ -108,10 +108,21 @@ stop() {
 }
 
 echo "== nudge benchmark ($mode): results in $raw"
-# Before any load of ours: on a virtual machine, time that runnable tasks
-# waited for a CPU while this one was idle is taken by neighbours.
+# Before any load of ours, how much of the CPUs others take: the steal time
+# of a virtual machine (its host gave the CPUs to other guests) over 5 s,
+# and the kernel's CPU pressure (PSI: the share of time some task of this
+# machine waited for a CPU, over the last 10, 60 and 300 s, which include
+# whatever ran before).
+steal() { awk '/^cpu /{ print $9, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat; }
+if [ -r /proc/stat ]; then
+	read -r steal0 total0 < <(steal)
+	sleep 5
+	read -r steal1 total1 < <(steal)
+	awk -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) \
+		'BEGIN { printf "CPU steal time over 5 s before the benchmark: %.1f %% of the CPUs\n", t > 0 ? 100 * s / t : 0 }' | tee -a "$notes"
+fi
 if [ -r /proc/pressure/cpu ]; then
-	echo "CPU pressure before the benchmark (PSI, share of time some task waited for a CPU): $(grep '^some' /proc/pressure/cpu | cut -d' ' -f2-4)" | tee -a "$notes"
+	echo "CPU pressure before the benchmark (PSI some): $(grep '^some' /proc/pressure/cpu | cut -d' ' -f2-4)" | tee -a "$notes"
 fi
 
 echo "== Go micro-benchmarks"

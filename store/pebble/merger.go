@@ -36,6 +36,11 @@ var mergerPool = sync.Pool{New: func() any { return new(concatMerger) }}
 // and must not pin its size in the pool.
 const maxPooledMerge = 64 << 10
 
+// bytes is the memory of m's buffers.
+func (m *concatMerger) bytes() int {
+	return cap(m.newer) + cap(m.older) + cap(m.out) + 8*cap(m.lens)
+}
+
 // concatMerger is the ValueMerger of logMerger.
 type concatMerger struct {
 	newer []byte // the first operand, then those added by MergeNewer
@@ -74,9 +79,10 @@ func (m *concatMerger) Finish(bool) ([]byte, io.Closer, error) {
 	return m.out, m, nil
 }
 
-// Close puts the merger back in the pool; its result is invalid from then.
+// Close puts the merger back in the pool (unless it is too large to
+// keep); its result is invalid from then.
 func (m *concatMerger) Close() error {
-	if cap(m.newer)+cap(m.older)+cap(m.out) > maxPooledMerge {
+	if m.bytes() > maxPooledMerge {
 		return nil
 	}
 	m.newer, m.older, m.lens, m.out = m.newer[:0], m.older[:0], m.lens[:0], m.out[:0]

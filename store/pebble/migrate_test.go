@@ -189,16 +189,20 @@ func TestMigrateV2Corrupt(t *testing.T) {
 	}
 }
 
-// mergeLog merges ops (oldest first) as Pebble does when it reads a key
-// whose newest operand is ops[len(ops)-1]: from the newest, adding older
-// ones.
-func mergeLog(t testing.TB, ops [][]byte) ([]byte, io.Closer) {
-	vm, err := logMerger.Merge(nil, ops[len(ops)-1])
+// mergeLog merges ops (oldest first) as Pebble does, from operand start:
+// then the older ones, newest first, then the newer ones, oldest first.
+func mergeLog(t testing.TB, ops [][]byte, start int) ([]byte, io.Closer) {
+	vm, err := logMerger.Merge(nil, ops[start])
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := len(ops) - 2; i >= 0; i-- {
+	for i := start - 1; i >= 0; i-- {
 		if err := vm.MergeOlder(ops[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := start + 1; i < len(ops); i++ {
+		if err := vm.MergeNewer(ops[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -210,7 +214,8 @@ func mergeLog(t testing.TB, ops [][]byte) ([]byte, io.Closer) {
 }
 
 // TestLogMergerPooled: a merger closed after its result was used is
-// reused, with a correct result each time and no allocation, and one whose
+// reused, with a correct result each time (longer and shorter than the
+// last, from any starting operand) and no allocation, and one whose
 // buffers grew large is not kept.
 func TestLogMergerPooled(t *testing.T) {
 	ops := make([][]byte, 20)
@@ -218,15 +223,18 @@ func TestLogMergerPooled(t *testing.T) {
 		ops[i] = []byte(fmt.Sprintf("contact-%02d;", i))
 	}
 	want := string(bytes.Join(ops, nil))
-	for n := 1; n <= len(ops); n++ {
-		v, closer := mergeLog(t, ops[len(ops)-n:])
-		if got := string(v); got != string(bytes.Join(ops[len(ops)-n:], nil)) {
-			t.Fatalf("%d operands: %q", n, got)
+	for _, n := range []int{1, 5, 20, 3, 12, 2, 20, 1} {
+		sub := ops[len(ops)-n:]
+		for start := range sub {
+			v, closer := mergeLog(t, sub, start)
+			if got, want := string(v), string(bytes.Join(sub, nil)); got != want {
+				t.Fatalf("%d operands from %d: %q; want %q", n, start, got, want)
+			}
+			closer.Close()
 		}
-		closer.Close()
 	}
 	allocs := testing.AllocsPerRun(100, func() {
-		v, closer := mergeLog(t, ops)
+		v, closer := mergeLog(t, ops, len(ops)-1)
 		if string(v) != want {
 			t.Fatalf("got %q; want %q", v, want)
 		}
@@ -238,12 +246,15 @@ func TestLogMergerPooled(t *testing.T) {
 		t.Errorf("%v allocations per merge of %d operands; want 0", allocs, len(ops))
 	}
 	big := [][]byte{make([]byte, maxPooledMerge), []byte("x")}
-	_, closer := mergeLog(t, big)
+	_, closer := mergeLog(t, big, 1)
+	if m := closer.(*concatMerger); m.bytes() <= maxPooledMerge {
+		t.Fatalf("a merge of %d bytes counts %d", maxPooledMerge+1, m.bytes())
+	}
 	closer.Close()
 	for range 10 {
 		m := mergerPool.Get().(*concatMerger)
-		if cap(m.newer)+cap(m.older)+cap(m.out) > maxPooledMerge {
-			t.Fatalf("the pool kept a merger of %d bytes", cap(m.newer)+cap(m.older)+cap(m.out))
+		if m.bytes() > maxPooledMerge {
+			t.Fatalf("the pool kept a merger of %d bytes", m.bytes())
 		}
 		defer mergerPool.Put(m)
 	}
@@ -258,7 +269,7 @@ func BenchmarkLogMerger(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		_, closer := mergeLog(b, ops)
+		_, closer := mergeLog(b, ops, len(ops)-1)
 		closer.Close()
 	}
 }
