@@ -119,7 +119,7 @@ if [ -r /proc/stat ]; then
 	sleep 5
 	read -r steal1 total1 < <(steal)
 	awk -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) \
-		'BEGIN { printf "CPU steal time over 5 s before the benchmark: %.1f %% of the CPUs\n", t > 0 ? 100 * s / t : 0 }' | tee -a "$notes"
+		'BEGIN { printf "CPU steal time over 5 s before the benchmark: %.1f %% of the CPUs\n", (t > 0 ? 100 * s / t : 0) }' | tee -a "$notes"
 fi
 if [ -r /proc/pressure/cpu ]; then
 	echo "CPU pressure before the benchmark (PSI some): $(grep '^some' /proc/pressure/cpu | cut -d' ' -f2-4)" | tee -a "$notes"
