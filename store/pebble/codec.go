@@ -95,12 +95,23 @@ var errCorrupt = errors.New("corrupt record")
 // appendCustomer appends the main record of c (its id and contacts
 // excluded) to b.
 func appendCustomer(b []byte, c *store.Customer) ([]byte, error) {
+	return appendRecord(b, c, "")
+}
+
+// appendRecord is appendCustomer, with the attributes taken as encoded in
+// attrs (see decodeEvents) instead of from c when attrs is not empty.
+func appendRecord(b []byte, c *store.Customer, attrs string) ([]byte, error) {
 	b = append(b, recordV2)
 	var err error
-	if c.Attributes == nil {
+	switch {
+	case attrs != "":
+		b = append(b, attrs...)
+	case c.Attributes == nil:
 		b = append(b, tagNull)
-	} else if b, err = appendObject(b, c.Attributes, 0); err != nil {
-		return b, err
+	default:
+		if b, err = appendObject(b, c.Attributes, 0); err != nil {
+			return b, err
+		}
 	}
 
 	b = binary.AppendUvarint(b, uint64(len(c.Events)))
@@ -220,6 +231,9 @@ type decoder struct {
 	s   string
 	i   int
 	err error
+	// skip: value and object check and step over attribute values
+	// without building them (and return nil).
+	skip bool
 }
 
 func (d *decoder) fail() {
@@ -328,11 +342,23 @@ func (d *decoder) value(depth int) any {
 	case tagTrue:
 		return true
 	case tagFloat:
-		return d.float()
+		if f := d.float(); !d.skip {
+			return f
+		}
+		return nil
 	case tagString:
-		return d.string()
+		if s := d.string(); !d.skip {
+			return s
+		}
+		return nil
 	case tagArray:
 		n := d.count(1)
+		if d.skip {
+			for range n {
+				d.value(depth + 1)
+			}
+			return nil
+		}
 		a := make([]any, n)
 		for i := range a {
 			a[i] = d.value(depth + 1)
@@ -347,6 +373,13 @@ func (d *decoder) value(depth int) any {
 
 func (d *decoder) object(depth int) map[string]any {
 	n := d.count(2)
+	if d.skip {
+		for range n {
+			d.string()
+			d.value(depth + 1)
+		}
+		return nil
+	}
 	m := make(map[string]any, n)
 	for range n {
 		k := d.string()
@@ -376,7 +409,41 @@ func decodeCustomer(id string, rec string) (*store.Customer, error) {
 	default:
 		d.fail()
 	}
+	return d.events(c)
+}
 
+// decodeEvents decodes main record rec but its attributes: it returns a
+// customer with the record's events alone and the attributes as encoded
+// (a slice of rec), for appendRecord. An event written to a customer that
+// is not cached needs nothing else, and decoding the attributes to encode
+// them again cost most of such a write.
+func decodeEvents(id string, rec string) (*store.Customer, string, error) {
+	d := decoder{s: rec}
+	if v := d.byte(); v != recordV2 {
+		if d.err != nil {
+			return nil, "", d.err
+		}
+		return nil, "", fmt.Errorf("unknown record version %d", v)
+	}
+	start := d.i
+	switch d.skip = true; d.byte() {
+	case tagNull:
+	case tagObject:
+		d.object(0)
+	default:
+		d.fail()
+	}
+	d.skip = false
+	attrs := rec[start:d.i]
+	c, err := d.events(&store.Customer{ID: id})
+	if err != nil {
+		return nil, "", err
+	}
+	return c, attrs, nil
+}
+
+// events decodes the rest of a main record, its events, into c.
+func (d *decoder) events(c *store.Customer) (*store.Customer, error) {
 	if n := d.count(6); n > 0 {
 		c.Events = make(map[string]*store.EventStats, n)
 		stats := make([]store.EventStats, n) // one allocation for all types

@@ -254,6 +254,10 @@ func FuzzDecodeCustomer(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		c, err := decodeCustomer("x", string(rec))
+		events, attrs, everr := decodeEvents("x", string(rec))
+		if (err == nil) != (everr == nil) {
+			t.Fatalf("decodeCustomer: %v; decodeEvents: %v", err, everr)
+		}
 		if err != nil {
 			return
 		}
@@ -268,6 +272,25 @@ func FuzzDecodeCustomer(f *testing.F) {
 		}
 		if !containsNaN(c) && !reflect.DeepEqual(canon(c), canon(c2)) {
 			t.Fatalf("re-encoding changed the customer")
+		}
+		// The events alone are the record's, and with its attributes as
+		// encoded they make the same record again.
+		if events.Attributes != nil {
+			t.Fatalf("decodeEvents decoded attributes %v", events.Attributes)
+		}
+		if !containsNaN(c) && !reflect.DeepEqual(canon(&store.Customer{ID: "x", Events: c.Events}), canon(events)) {
+			t.Fatalf("decodeEvents: events %+v; want %+v", events.Events, c.Events)
+		}
+		rebuilt, err := appendRecord(nil, events, attrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c3, err := decodeCustomer("x", string(rebuilt))
+		if err != nil {
+			t.Fatalf("decoding events and attributes %q: %v", attrs, err)
+		}
+		if !containsNaN(c) && !reflect.DeepEqual(canon(c), canon(c3)) {
+			t.Fatalf("events and attributes as encoded: %+v; want %+v", c3, c)
 		}
 	})
 }

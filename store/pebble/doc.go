@@ -61,7 +61,11 @@
 // lost. A batch of events reads its uncached customers before it takes
 // their locks, and under them uses a read only if its stripe's write
 // count (Store.gens, bumped under the lock by every write) is what it was
-// before the read; otherwise it reads again.
+// before the read; otherwise it reads again. Such a read decodes the
+// events alone and keeps the attributes as they are encoded
+// (decodeEvents), and the new main record takes them back byte for byte
+// (appendRecord): decoding a customer's attributes to encode them again
+// cost a fifth of the CPU of a batch of events for uncached customers.
 //
 // The cache maps an id to an *entry, a holder whose atomic pointer is the
 // current customer (nil: known not to exist). A write to a cached customer

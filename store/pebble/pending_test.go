@@ -1,6 +1,8 @@
 package pebblestore
 
 import (
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -325,8 +327,8 @@ func TestPrereadCurrent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !current(&pre[0], id) || pre[0].c == nil || pre[0].c.Attributes["tier"] != "gold" {
-			t.Fatalf("%s: fresh read: current %v, %+v", name, current(&pre[0], id), pre[0].c)
+		if !current(&pre[0], id) || pre[0].c == nil || !strings.Contains(pre[0].attrs, "gold") {
+			t.Fatalf("%s: fresh read: current %v, %+v, attributes %q", name, current(&pre[0], id), pre[0].c, pre[0].attrs)
 		}
 		if err := write(id); err != nil {
 			t.Fatal(err)
@@ -343,5 +345,48 @@ func TestPrereadCurrent(t *testing.T) {
 	}
 	if c := mustCustomer(t, s, id); c.Attributes["tier"] != "silver" || c.Events["view"] == nil || c.Events["view"].Count != 1 {
 		t.Errorf("after a batch on a stale read: %+v", c)
+	}
+}
+
+// TestEventsUncachedKeepAttributes: events for a customer that is not
+// cached rewrite its main record with its attributes as they were encoded
+// (decodeEvents), not decoded and encoded again; they must come back
+// exactly, nested values included, batch after batch.
+func TestEventsUncachedKeepAttributes(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	id := "u-rich"
+	attrs := map[string]any{
+		"tier": "gold", "ltv": 1250.5, "visits": 3.0, "vip": true, "gone": nil, "score": -0.125,
+		"consent": map[string]any{"email": true, "sms": false, "prefs": map[string]any{"lang": "fr"}},
+		"tags":    []any{"a", 2.5, false, nil, []any{"x"}, map[string]any{"k": "v"}},
+		"empty":   map[string]any{}, "none": []any{}, "name": "Zoë « Ana »",
+	}
+	if err := s.PutAttributes(id, attrs); err != nil {
+		t.Fatal(err)
+	}
+	evict := func() {
+		mu := &s.stripes[s.stripe(id)]
+		mu.Lock()
+		s.waitCache()
+		s.cache.Del(id)
+		mu.Unlock()
+	}
+	now := time.Now().UnixNano()
+	for i := range 3 {
+		evict()
+		if _, ok := s.cache.Get(id); ok {
+			t.Fatal("the customer is still cached")
+		}
+		if err := s.AddEvents([]store.Event{{CustomerID: id, Type: "view", At: now + int64(i)}, {CustomerID: "u-other", Type: "view", At: now}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evict()
+	c := mustCustomer(t, s, id)
+	if !reflect.DeepEqual(c.Attributes, attrs) {
+		t.Errorf("attributes after three batches on the uncached customer:\n%#v\nwant\n%#v", c.Attributes, attrs)
+	}
+	if v := c.Events["view"]; v == nil || v.Count != 3 {
+		t.Errorf("view events: %+v; want 3", v)
 	}
 }

@@ -508,9 +508,10 @@ func (s *Store) read(id string) (*store.Customer, int, error) {
 
 // preread is a main record read without the stripe lock (see gens).
 type preread struct {
-	gen uint64 // the stripe's write count before the read
-	c   *store.Customer
-	ok  bool // read (the customer was not cached)
+	gen   uint64          // the stripe's write count before the read
+	c     *store.Customer // its events only (decodeEvents)
+	attrs string          // its attributes, encoded
+	ok    bool            // read (the customer was not cached)
 }
 
 // preread reads and decodes the main records of the ids that are not
@@ -531,11 +532,11 @@ func (s *Store) preread(ids []string) ([]preread, error) {
 		if err := s.pend.drainFor(st); err != nil {
 			return nil, err
 		}
-		c, _, err := s.readMain(id)
+		c, attrs, err := s.readEvents(id)
 		if err != nil {
 			return nil, err
 		}
-		pre[i].c, pre[i].ok = c, true
+		pre[i].c, pre[i].attrs, pre[i].ok = c, attrs, true
 	}
 	return pre, nil
 }
@@ -563,6 +564,24 @@ func (s *Store) readMain(id string) (*store.Customer, int, error) {
 		return nil, 0, fmt.Errorf("cannot decode customer %q: %w", id, err)
 	}
 	return c, size, nil
+}
+
+// readEvents reads the main record of id for a write of events without
+// its attributes (decodeEvents); nil if there is none.
+func (s *Store) readEvents(id string) (*store.Customer, string, error) {
+	v, closer, err := s.db.Get(keyCustomer(nil, id))
+	if err == pebble.ErrNotFound {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot read customer %q: %w", id, err)
+	}
+	c, attrs, err := decodeEvents(id, string(v))
+	closer.Close()
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot decode customer %q: %w", id, err)
+	}
+	return c, attrs, nil
 }
 
 // cacheLocked makes c (nil: unknown) the cached value of id, whose main
@@ -653,7 +672,10 @@ type change struct {
 	e    *entry
 	c    *store.Customer // the new version; nil: deleted
 	main bool            // rewrite the main record
-	size int             // the main record's size (set by stage when main)
+	// attrs, if not empty, are the attributes to write, as encoded in the
+	// record c was read from (partial changes only: c has none).
+	attrs string
+	size  int // the main record's size (set by stage when main)
 	// added are contacts of c to append to its contact log.
 	added []store.Contact
 	// replace sets the contact log to c's contacts (an import, a prune)
@@ -680,7 +702,7 @@ func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 		return b.Delete(keyHistory(scratch, ch.id), nil)
 	}
 	if ch.main {
-		rec, err := appendCustomer(scratch, ch.c)
+		rec, err := appendRecord(scratch, ch.c, ch.attrs)
 		if err != nil {
 			return err
 		}
@@ -926,16 +948,18 @@ func (s *Store) AddEvents(events []store.Event) error {
 			// cached needs its main record, not its contacts.
 			old, e := s.cachedLocked(id, &waited)
 			var c *store.Customer
+			var attrs string
 			if e == nil {
-				// Read for this write alone: no copy needed.
+				// Read for this write alone: no copy needed, and the
+				// attributes are written back as they were read.
 				if pre[i].current(s, id) {
-					old = pre[i].c
+					old, attrs = pre[i].c, pre[i].attrs
 				} else {
 					if err := s.pend.drainFor(s.stripe(id)); err != nil {
 						return nil, err
 					}
 					var err error
-					if old, _, err = s.readMain(id); err != nil {
+					if old, attrs, err = s.readEvents(id); err != nil {
 						return nil, err
 					}
 				}
@@ -946,7 +970,7 @@ func (s *Store) AddEvents(events []store.Event) error {
 			if c == nil {
 				c = newCustomer(id)
 			}
-			ch := change{id: id, e: e, c: c, main: true, partial: e == nil && old != nil}
+			ch := change{id: id, e: e, c: c, attrs: attrs, main: true, partial: e == nil && old != nil}
 			if !ch.partial {
 				ch.prune(cutoff, slack)
 			}
