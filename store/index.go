@@ -27,6 +27,10 @@ const indexMin = 32
 type contactIndex struct {
 	actions map[string]*positions
 	shared  []int32 // the array the lists were built in (buildIndex)
+	// own is the room of the lists' own arrays (those that moved out of
+	// shared or were never in it), kept as they grow so that IndexRoom
+	// costs nothing; the versions that share the lists share it.
+	own *atomic.Int64
 }
 
 // positions is one action's list. arr is replaced when it grows; n is
@@ -38,12 +42,20 @@ type positions struct {
 	own atomic.Bool
 }
 
-func (p *positions) add(pos int32) {
+// add appends pos and returns the room it added to the list's own array:
+// 0, or, when the list moved to a larger array, that array's length less
+// the old one's if the old one was already its own.
+func (p *positions) add(pos int32) int {
 	n := p.n.Load()
 	arr := *p.arr.Load()
+	added := 0
 	if int(n) == len(arr) {
 		grown := make([]int32, max(2*len(arr), 4))
 		copy(grown, arr)
+		added = len(grown)
+		if p.own.Load() {
+			added -= len(arr)
+		}
 		arr = grown
 		arr[n] = pos
 		p.own.Store(true)
@@ -52,6 +64,7 @@ func (p *positions) add(pos int32) {
 		arr[n] = pos
 	}
 	p.n.Store(n + 1)
+	return added
 }
 
 // load returns the positions published so far.
@@ -83,7 +96,13 @@ func buildIndex(cs []Contact) *contactIndex {
 	if len(cs) > len(small) {
 		lists = make([]*positions, 0, len(cs))
 	}
-	x := &contactIndex{actions: make(map[string]*positions)}
+	// The index and its room counter in one allocation.
+	b := new(struct {
+		contactIndex
+		own atomic.Int64
+	})
+	x := &b.contactIndex
+	x.actions, x.own = make(map[string]*positions), &b.own
 	var slab []positions
 	for i := range cs {
 		p := x.actions[cs[i].Action]
@@ -123,7 +142,7 @@ func buildIndex(cs []Contact) *contactIndex {
 // a new index sharing x's lists when action is new.
 func (x *contactIndex) with(action string, pos int32) *contactIndex {
 	if p := x.actions[action]; p != nil {
-		p.add(pos)
+		x.own.Add(int64(p.add(pos)))
 		return x
 	}
 	m := make(map[string]*positions, len(x.actions)+1)
@@ -131,9 +150,9 @@ func (x *contactIndex) with(action string, pos int32) *contactIndex {
 		m[a] = p
 	}
 	p := newPositions()
-	p.add(pos)
+	x.own.Add(int64(p.add(pos)))
 	m[action] = p
-	return &contactIndex{actions: m, shared: x.shared}
+	return &contactIndex{actions: m, shared: x.shared, own: x.own}
 }
 
 // IndexedActions is the number of actions in c's contact index, 0
@@ -150,18 +169,13 @@ func (c *Customer) IndexedActions() int {
 // shared array they were built in and the capacities of the arrays of
 // those that moved out of it or never were in it, summed), 0 without
 // one: with IndexedActions, what a store needs to account for the
-// index's memory. O(actions).
+// index's memory. O(1): the index keeps the sum as its lists grow. It
+// is the newest version's room, shared by the older versions of c.
 func (c *Customer) IndexRoom() int {
 	if c == nil || c.index == nil {
 		return 0
 	}
-	room := len(c.index.shared)
-	for _, p := range c.index.actions {
-		if p.own.Load() {
-			room += cap(*p.arr.Load())
-		}
-	}
-	return room
+	return len(c.index.shared) + int(c.index.own.Load())
 }
 
 // CountContacts counts the contacts of action with outcome o whose time is

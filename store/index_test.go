@@ -193,3 +193,49 @@ func BenchmarkBuildIndex(b *testing.B) {
 		buildIndex(cs)
 	}
 }
+
+// roomByWalk is IndexRoom by its definition: the shared array and the
+// capacities of the lists' own arrays.
+func roomByWalk(c *Customer) int {
+	if c.index == nil {
+		return 0
+	}
+	room := len(c.index.shared)
+	for _, p := range c.index.actions {
+		if p.own.Load() {
+			room += cap(*p.arr.Load())
+		}
+	}
+	return room
+}
+
+// TestIndexRoomKept: the room the index keeps as its lists grow is the
+// room by definition after every append, lists new and old, in the shared
+// array or out of it, one contact or several at a time.
+func TestIndexRoomKept(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	cs := make([]Contact, 40)
+	for i := range cs {
+		cs[i] = Contact{Action: fmt.Sprintf("a%d", r.IntN(10)), At: int64(i)}
+	}
+	c := &Customer{ID: "x", Contacts: cs}
+	c.Summarize()
+	if got, want := c.IndexRoom(), roomByWalk(c); got != want || got != len(cs) {
+		t.Fatalf("built: IndexRoom %d; want %d (the shared array, %d)", got, want, len(cs))
+	}
+	at := int64(len(cs))
+	for step := range 300 {
+		batch := make([]Contact, 1+r.IntN(3))
+		for i := range batch {
+			batch[i] = Contact{Action: fmt.Sprintf("a%d", r.IntN(60)), At: at}
+			at++
+		}
+		c = c.AppendContacts(batch)
+		if c.index == nil {
+			t.Fatalf("step %d: no index", step)
+		}
+		if got, want := c.IndexRoom(), roomByWalk(c); got != want {
+			t.Fatalf("step %d (%d contacts, %d actions): IndexRoom %d; want %d", step, len(c.Contacts), c.IndexedActions(), got, want)
+		}
+	}
+}

@@ -272,3 +272,24 @@ func BenchmarkCustomerBytes(b *testing.B) {
 		sinkBytes = customerBytes(c, 900)
 	}
 }
+
+// BenchmarkCustomerBytesIndexed estimates a customer decided for
+// thousands of times: 2,000 contacts over 300 actions, half of them
+// appended after its contact index was built (a hot customer's, which
+// every event batch estimates again).
+func BenchmarkCustomerBytesIndexed(b *testing.B) {
+	c := workload.ServiceCustomer(workload.CustomerSpec{}, 1)
+	cs := make([]store.Contact, 1000)
+	for i := range cs {
+		cs[i] = store.Contact{Action: fmt.Sprintf("a%03d", i%300), Channel: "web", At: int64(i)}
+	}
+	c.Contacts = cs
+	c.Summarize()
+	for i := range 1000 {
+		c = c.AppendContacts([]store.Contact{{Action: fmt.Sprintf("a%03d", (i*7)%300), Channel: "web", At: int64(1000 + i)}})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		sinkBytes = customerBytes(c, 900)
+	}
+}
