@@ -18,8 +18,8 @@
 #
 # Only 127.0.0.1 is used. Every wait is bounded; every process started here
 # is stopped by its pid on exit. Overrides: BENCH_CUSTOMERS, BENCH_DURATION,
-# BENCH_WARMUP, BENCH_CONNS, BENCH_BENCHTIME, BENCH_WORK (scratch directory),
-# GO.
+# BENCH_OPEN_DURATION (open-loop runs), BENCH_WARMUP, BENCH_CONNS,
+# BENCH_BENCHTIME, BENCH_WORK (scratch directory), GO.
 set -euo pipefail
 
 mode=${1:-full}
@@ -27,6 +27,10 @@ case $mode in
 full)
 	customers=${BENCH_CUSTOMERS:-1000000}
 	duration=${BENCH_DURATION:-10s}
+	# Under load nudge collects garbage every 10 to 20 s, and a collection
+	# makes its open-loop tail: an open-loop run long enough to hold one
+	# or two says what a p99 is, a 10 s one whether it was lucky.
+	openduration=${BENCH_OPEN_DURATION:-30s}
 	warmup=${BENCH_WARMUP:-1s}      # before each measured run
 	serverwarm=${BENCH_SERVERWARM:-20s} # once per server start: fills the cache
 	benchtime=${BENCH_BENCHTIME:-1s}
@@ -35,6 +39,7 @@ full)
 quick)
 	customers=${BENCH_CUSTOMERS:-100000}
 	duration=${BENCH_DURATION:-2s}
+	openduration=${BENCH_OPEN_DURATION:-2s}
 	warmup=${BENCH_WARMUP:-500ms}
 	serverwarm=${BENCH_SERVERWARM:-1s}
 	benchtime=${BENCH_BENCHTIME:-100ms}
@@ -179,7 +184,7 @@ group() {
 	done
 	stop "$ceiling_pid"
 	cmd "$nb" run --url "$url" "${load[@]}" --mode open --rate-from "$raw/$g-nudge-1.json,$raw/$g-nudge-2.json" --rate-factor 0.5 \
-		--warmup "$warmup" --duration "$duration" --name "$g-open-half" --group "$g" --out "$raw/$g-open-half.json"
+		--warmup "$warmup" --duration "$openduration" --name "$g-open-half" --group "$g" --out "$raw/$g-open-half.json"
 	counters "$g (default cache)"
 }
 
@@ -195,7 +200,7 @@ floor() {
 	local ceiling_pid=$last_pid
 	cmd "$nb" wait --url "http://127.0.0.1:$cport/" --timeout 30s
 	cmd "$nb" run --url "http://127.0.0.1:$cport" "${common[@]}" "$@" --mode open --rate-from "$from" --rate-factor 0.5 \
-		--warmup "$warmup" --duration "$duration" --name "$g-ceiling-open-half" --group "$g" --role ceiling \
+		--warmup "$warmup" --duration "$openduration" --name "$g-ceiling-open-half" --group "$g" --role ceiling \
 		--out "$raw/$g-ceiling-open-half.json"
 	stop "$ceiling_pid"
 }
@@ -227,7 +232,7 @@ cmd "$nb" run --url "$url" "${common[@]}" --duration "$serverwarm" --name small-
 cmd "$nb" run --url "$url" "${common[@]}" --warmup "$warmup" --duration "$duration" \
 	--name small-cache-closed --group small-cache --out "$raw/small-cache-closed.json"
 cmd "$nb" run --url "$url" "${common[@]}" --mode open --rate-from "$raw/small-cache-closed.json" --rate-factor 0.5 \
-	--warmup "$warmup" --duration "$duration" --name small-cache-open-half --group small-cache --out "$raw/small-cache-open-half.json"
+	--warmup "$warmup" --duration "$openduration" --name small-cache-open-half --group small-cache --out "$raw/small-cache-open-half.json"
 counters "small-cache (--cache-mb $small_mb)"
 stop "$nudge_pid"
 floor small-cache "$raw/small-cache-closed.json"
