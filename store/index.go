@@ -27,10 +27,10 @@ const indexMin = 32
 type contactIndex struct {
 	actions map[string]*positions
 	shared  []int32 // the array the lists were built in (buildIndex)
-	// own is the room of the lists' own arrays (those that moved out of
-	// shared or were never in it), kept as they grow so that IndexRoom
+	// ownRoom is the room of the lists' own arrays (those that moved out
+	// of shared or were never in it), kept as they grow so that IndexRoom
 	// costs nothing; the versions that share the lists share it.
-	own *atomic.Int64
+	ownRoom *atomic.Int64
 }
 
 // positions is one action's list. arr is replaced when it grows; n is
@@ -99,10 +99,10 @@ func buildIndex(cs []Contact) *contactIndex {
 	// The index and its room counter in one allocation.
 	b := new(struct {
 		contactIndex
-		own atomic.Int64
+		room atomic.Int64
 	})
 	x := &b.contactIndex
-	x.actions, x.own = make(map[string]*positions), &b.own
+	x.actions, x.ownRoom = make(map[string]*positions), &b.room
 	var slab []positions
 	for i := range cs {
 		p := x.actions[cs[i].Action]
@@ -142,7 +142,7 @@ func buildIndex(cs []Contact) *contactIndex {
 // a new index sharing x's lists when action is new.
 func (x *contactIndex) with(action string, pos int32) *contactIndex {
 	if p := x.actions[action]; p != nil {
-		x.own.Add(int64(p.add(pos)))
+		x.ownRoom.Add(int64(p.add(pos)))
 		return x
 	}
 	m := make(map[string]*positions, len(x.actions)+1)
@@ -150,9 +150,9 @@ func (x *contactIndex) with(action string, pos int32) *contactIndex {
 		m[a] = p
 	}
 	p := newPositions()
-	x.own.Add(int64(p.add(pos)))
+	x.ownRoom.Add(int64(p.add(pos)))
 	m[action] = p
-	return &contactIndex{actions: m, shared: x.shared, own: x.own}
+	return &contactIndex{actions: m, shared: x.shared, ownRoom: x.ownRoom}
 }
 
 // IndexedActions is the number of actions in c's contact index, 0
@@ -175,7 +175,7 @@ func (c *Customer) IndexRoom() int {
 	if c == nil || c.index == nil {
 		return 0
 	}
-	return len(c.index.shared) + int(c.index.own.Load())
+	return len(c.index.shared) + int(c.index.ownRoom.Load())
 }
 
 // CountContacts counts the contacts of action with outcome o whose time is

@@ -394,22 +394,36 @@ func (d *decoder) object(depth int) map[string]any {
 // decodeCustomer decodes a main record written by appendCustomer: a
 // customer without contacts.
 func decodeCustomer(id string, rec string) (*store.Customer, error) {
+	d, err := recordDecoder(rec)
+	if err != nil {
+		return nil, err
+	}
+	c := &store.Customer{ID: id, Attributes: d.attributes()}
+	return d.events(c)
+}
+
+// recordDecoder returns a decoder of main record rec past its version.
+func recordDecoder(rec string) (decoder, error) {
 	d := decoder{s: rec}
 	if v := d.byte(); v != recordV2 {
 		if d.err != nil {
-			return nil, d.err
+			return d, d.err
 		}
-		return nil, fmt.Errorf("unknown record version %d", v)
+		return d, fmt.Errorf("unknown record version %d", v)
 	}
-	c := &store.Customer{ID: id}
+	return d, nil
+}
+
+// attributes decodes a main record's attributes (nil: none, or skipped).
+func (d *decoder) attributes() map[string]any {
 	switch d.byte() {
 	case tagNull:
+		return nil
 	case tagObject:
-		c.Attributes = d.object(0)
-	default:
-		d.fail()
+		return d.object(0)
 	}
-	return d.events(c)
+	d.fail()
+	return nil
 }
 
 // decodeEvents decodes main record rec but its attributes: it returns a
@@ -418,21 +432,13 @@ func decodeCustomer(id string, rec string) (*store.Customer, error) {
 // is not cached needs nothing else, and decoding the attributes to encode
 // them again cost most of such a write.
 func decodeEvents(id string, rec string) (*store.Customer, string, error) {
-	d := decoder{s: rec}
-	if v := d.byte(); v != recordV2 {
-		if d.err != nil {
-			return nil, "", d.err
-		}
-		return nil, "", fmt.Errorf("unknown record version %d", v)
+	d, err := recordDecoder(rec)
+	if err != nil {
+		return nil, "", err
 	}
 	start := d.i
-	switch d.skip = true; d.byte() {
-	case tagNull:
-	case tagObject:
-		d.object(0)
-	default:
-		d.fail()
-	}
+	d.skip = true
+	d.attributes()
 	d.skip = false
 	attrs := rec[start:d.i]
 	c, err := d.events(&store.Customer{ID: id})

@@ -547,37 +547,43 @@ func (p *preread) current(s *Store, id string) bool {
 	return p.ok && s.gens[s.stripe(id)].Load() == p.gen
 }
 
+// getMain returns a copy of id's main record; ok is false if there is
+// none.
+func (s *Store) getMain(id string) (rec string, ok bool, err error) {
+	v, closer, err := s.db.Get(keyCustomer(nil, id))
+	if err == pebble.ErrNotFound {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("cannot read customer %q: %w", id, err)
+	}
+	rec = string(v)
+	closer.Close()
+	return rec, true, nil
+}
+
 // readMain reads a customer's main record (attributes and events, no
 // contacts) and returns it decoded (nil if unknown) with its size.
 func (s *Store) readMain(id string) (*store.Customer, int, error) {
-	v, closer, err := s.db.Get(keyCustomer(nil, id))
-	if err == pebble.ErrNotFound {
-		return nil, 0, nil
+	rec, ok, err := s.getMain(id)
+	if !ok {
+		return nil, 0, err
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("cannot read customer %q: %w", id, err)
-	}
-	c, err := decodeCustomer(id, string(v))
-	size := len(v)
-	closer.Close()
+	c, err := decodeCustomer(id, rec)
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot decode customer %q: %w", id, err)
 	}
-	return c, size, nil
+	return c, len(rec), nil
 }
 
 // readEvents reads the main record of id for a write of events without
 // its attributes (decodeEvents); nil if there is none.
 func (s *Store) readEvents(id string) (*store.Customer, string, error) {
-	v, closer, err := s.db.Get(keyCustomer(nil, id))
-	if err == pebble.ErrNotFound {
-		return nil, "", nil
+	rec, ok, err := s.getMain(id)
+	if !ok {
+		return nil, "", err
 	}
-	if err != nil {
-		return nil, "", fmt.Errorf("cannot read customer %q: %w", id, err)
-	}
-	c, attrs, err := decodeEvents(id, string(v))
-	closer.Close()
+	c, attrs, err := decodeEvents(id, rec)
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot decode customer %q: %w", id, err)
 	}
