@@ -164,6 +164,13 @@ serve() {
 	fi
 }
 
+# ceiling starts the ceiling server on $cport, answering bodies the size of
+# group $1's warm-up answers, and waits until it is up; $last_pid is its.
+ceiling() {
+	start "$work/ceiling.log" "$nb" ceiling --addr "127.0.0.1:$cport" --body-bytes-from "$work/$1-warmup.json" --max-time 30m
+	cmd "$nb" wait --url "http://127.0.0.1:$cport/" --timeout 30s
+}
+
 # group measures one ruleset: warm-up, ceiling and nudge alternately, open
 # loop at half of nudge's throughput.
 group() {
@@ -173,9 +180,8 @@ group() {
 	echo "== $g: $rules"
 	serve "$rules"
 	cmd "$nb" run --url "$url" "${load[@]}" --duration "$serverwarm" --name "$g-warmup" --out "$work/$g-warmup.json"
-	start "$work/ceiling.log" "$nb" ceiling --addr "127.0.0.1:$cport" --body-bytes-from "$work/$g-warmup.json" --max-time 30m
+	ceiling "$g"
 	local ceiling_pid=$last_pid
-	cmd "$nb" wait --url "http://127.0.0.1:$cport/" --timeout 30s
 	for i in 1 2; do
 		cmd "$nb" run --url "http://127.0.0.1:$cport" "${load[@]}" --warmup "$warmup" --duration "$duration" \
 			--name "$g-ceiling-$i" --group "$g" --role ceiling --out "$raw/$g-ceiling-$i.json"
@@ -196,9 +202,8 @@ group() {
 floor() {
 	local g=$1 from=$2
 	shift 2
-	start "$work/ceiling.log" "$nb" ceiling --addr "127.0.0.1:$cport" --body-bytes-from "$work/$g-warmup.json" --max-time 30m
+	ceiling "$g"
 	local ceiling_pid=$last_pid
-	cmd "$nb" wait --url "http://127.0.0.1:$cport/" --timeout 30s
 	cmd "$nb" run --url "http://127.0.0.1:$cport" "${common[@]}" "$@" --mode open --rate-from "$from" --rate-factor 0.5 \
 		--warmup "$warmup" --duration "$openduration" --name "$g-ceiling-open-half" --group "$g" --role ceiling \
 		--out "$raw/$g-ceiling-open-half.json"
