@@ -120,24 +120,13 @@ func TestLogMerger(t *testing.T) {
 		for older := 0; older <= start; older++ {
 			// Pebble starts from one operand, then adds older ones
 			// (newest to oldest) and newer ones (oldest to newest).
-			vm, err := logMerger.Merge(nil, []byte(ops[start]))
-			if err != nil {
-				t.Fatal(err)
+			var merged [][]byte
+			for _, op := range ops[start-older:] {
+				merged = append(merged, []byte(op))
 			}
-			for i := start - 1; i >= start-older; i-- {
-				if err := vm.MergeOlder([]byte(ops[i])); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for i := start + 1; i < len(ops); i++ {
-				if err := vm.MergeNewer([]byte(ops[i])); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, _, err := vm.Finish(true)
-			if err != nil {
-				t.Fatal(err)
-			}
+			v, closer := mergeLog(t, merged, older)
+			got := string(v)
+			closer.Close()
 			want := ""
 			for _, op := range ops[start-older:] {
 				want += op
