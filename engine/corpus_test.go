@@ -199,7 +199,7 @@ func runCase(t *testing.T, rs *rules.Ruleset, c corpusCase) {
 				t.Fatalf("bad outcome %q", k.Outcome)
 			}
 		}
-		cust.AddContact(store.Contact{Action: k.Action, Outcome: o, Channel: k.Channel, At: mustTime(t, k.Time).UnixNano()})
+		cust.AddContact(store.Contact{Action: store.Intern(k.Action), Outcome: o, Channel: store.Intern(k.Channel), At: mustTime(t, k.Time).UnixNano()})
 	}
 	src := memstore.New()
 	src.Put(cust)

@@ -677,7 +677,7 @@ func (st *state) policyCount(pi int) int64 {
 	cs := st.cust.Contacts
 	for i := len(cs) - 1; i >= 0 && cs[i].At >= cutoff && n < pc.Max; i-- {
 		c := &cs[i]
-		if c.At <= st.now && uint8(c.Outcome) == pc.Outcome && pc.CountsChannel(c.Channel) && pc.CountsAction(c.Action) {
+		if c.At <= st.now && uint8(c.Outcome) == pc.Outcome && pc.CountsChannel(c.Channel.String()) && pc.CountsAction(c.Action.String()) {
 			n++
 		}
 	}

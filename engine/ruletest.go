@@ -100,7 +100,7 @@ func CustomerFromTest(tc rules.TestCustomer) *store.Customer {
 		c.AddEvent(e.Type, e.Time.UnixNano(), e.Value)
 	}
 	for _, k := range tc.Contacts {
-		c.AddContact(store.Contact{Action: k.Action, Outcome: store.Outcome(k.Outcome), Channel: k.Channel, At: k.Time.UnixNano()})
+		c.AddContact(store.Contact{Action: store.Intern(k.Action), Outcome: store.Outcome(k.Outcome), Channel: store.Intern(k.Channel), At: k.Time.UnixNano()})
 	}
 	return c
 }
@@ -117,7 +117,7 @@ func (o oneCustomer) Customer(string) (*store.Customer, error) { return o.c, nil
 func (o oneCustomer) ServedSince(action string, since int64) int64 {
 	var n int64
 	for _, k := range o.c.Contacts {
-		if k.Action == action && k.Outcome == store.Served && k.At >= since {
+		if k.Action.String() == action && k.Outcome == store.Served && k.At >= since {
 			n++
 		}
 	}
@@ -126,7 +126,7 @@ func (o oneCustomer) ServedSince(action string, since int64) int64 {
 
 func (o oneCustomer) ActionStats(action string) (served, convert int64) {
 	for _, k := range o.c.Contacts {
-		if k.Action != action {
+		if k.Action.String() != action {
 			continue
 		}
 		switch k.Outcome {

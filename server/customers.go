@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -124,7 +125,7 @@ func (s *Server) getCustomer(ctx *fasthttp.RequestCtx, id string) error {
 		n    [store.Holdout]int64 // by outcome
 		last int64
 	}
-	counts := map[string]*contactCounts{}
+	counts := map[store.Name]*contactCounts{}
 	for _, k := range c.Contacts {
 		cc := counts[k.Action]
 		if cc == nil {
@@ -136,18 +137,18 @@ func (s *Server) getCustomer(ctx *fasthttp.RequestCtx, id string) error {
 		}
 		cc.last = max(cc.last, k.At)
 	}
-	actions := make([]string, 0, len(counts))
+	actions := make([]store.Name, 0, len(counts))
 	for a := range counts {
 		actions = append(actions, a)
 	}
-	slices.Sort(actions)
+	slices.SortFunc(actions, func(a, b store.Name) int { return strings.Compare(a.String(), b.String()) })
 	b = append(b, `},"contacts":{`...)
 	for i, a := range actions {
 		cc := counts[a]
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, a)
+		b = appendString(b, a.String())
 		b = append(b, ':', '{')
 		for o, name := range store.OutcomeNames() {
 			b = appendString(b, name)

@@ -280,7 +280,7 @@ func (s *Server) record(c *decideCall, now int64) {
 	for i := range d.Placements {
 		for j := range d.Placements[i].Items {
 			it := &d.Placements[i].Items[j]
-			contacts = append(contacts, store.Contact{Action: it.Action.ID, Outcome: store.Served, Channel: it.Channel, At: now})
+			contacts = append(contacts, store.Contact{Action: store.Intern(it.Action.ID), Outcome: store.Served, Channel: s.channelName(it.Channel), At: now})
 			stats = append(stats, store.StatDelta{Action: it.Action.ID, Variant: it.Variant, Outcome: store.Served, At: now})
 		}
 	}
@@ -405,7 +405,7 @@ func (s *Server) handleSimulate(ctx *fasthttp.RequestCtx) error {
 		c.req.Seed = *body.Seed
 	}
 	if body.Customer != nil && string(*body.Customer) != "null" {
-		cust, err := inlineCustomer(*body.Customer, c.req.CustomerID, now)
+		cust, err := s.inlineCustomer(*body.Customer, c.req.CustomerID, now)
 		if err != nil {
 			return err
 		}
@@ -467,6 +467,15 @@ func appendExplain(b []byte, e *engine.Explain) []byte {
 	return append(b, '}')
 }
 
+// channelName is the name of the channel a decision served an action on,
+// which the request may have named: once the table of names is full, a
+// channel neither seen before nor defined by the ruleset is recorded as
+// no channel (store.Name 0) rather than fail a decision already made.
+func (s *Server) channelName(ch string) store.Name {
+	n, _ := s.newName(ch) // 0 on error
+	return n
+}
+
 // inlineCustomer is the "customer" of a simulate body.
 type inlineCustomerBody struct {
 	ID         *string           `json:"id"`
@@ -485,7 +494,7 @@ type inlineContact struct {
 // inlineCustomer builds the customer context of a simulation, like
 // engine.CustomerFromTest does for rule tests. Event and contact times
 // default to the simulation's now.
-func inlineCustomer(raw json.RawMessage, id string, now time.Time) (*store.Customer, *apiError) {
+func (s *Server) inlineCustomer(raw json.RawMessage, id string, now time.Time) (*store.Customer, *apiError) {
 	var body inlineCustomerBody
 	if err := decodeJSON(raw, &body, "customer"); err != nil {
 		return nil, err
@@ -533,14 +542,20 @@ func inlineCustomer(raw json.RawMessage, id string, now time.Time) (*store.Custo
 		if err != nil {
 			return nil, err
 		}
-		var ch string
+		action, aerr := s.name(prefix+".action", *in.Action)
+		if aerr != nil {
+			return nil, aerr
+		}
+		var ch store.Name
 		if in.Channel != nil && *in.Channel != "" {
 			if err := checkID(prefix+".channel", *in.Channel); err != nil {
 				return nil, err
 			}
-			ch = *in.Channel
+			if ch, aerr = s.name(prefix+".channel", *in.Channel); aerr != nil {
+				return nil, aerr
+			}
 		}
-		c.AddContact(store.Contact{Action: *in.Action, Outcome: o, Channel: ch, At: at.UnixNano()})
+		c.AddContact(store.Contact{Action: action, Outcome: o, Channel: ch, At: at.UnixNano()})
 	}
 	return c, nil
 }

@@ -205,15 +205,21 @@ func (s *Server) handleFeedback(ctx *fasthttp.RequestCtx) error {
 		return invalid("outcome", "outcome must be one of click, accept, dismiss, convert")
 	}
 	id, action := *in.CustomerID, *in.Action
-	var channel string
+	name, aerr := s.name("action", action)
+	if aerr != nil {
+		return aerr
+	}
+	var channel store.Name
 	if in.Channel != nil && *in.Channel != "" {
 		if err := checkID("channel", *in.Channel); err != nil {
 			return err
 		}
-		channel = *in.Channel
+		if channel, aerr = s.name("channel", *in.Channel); aerr != nil {
+			return aerr
+		}
 	} else if c, err := s.st.Customer(id); err == nil && c != nil {
 		for i := len(c.Contacts) - 1; i >= 0; i-- {
-			if k := c.Contacts[i]; k.Action == action && k.Outcome == store.Served {
+			if k := c.Contacts[i]; k.Action == name && k.Outcome == store.Served {
 				channel = k.Channel
 				break
 			}
@@ -232,7 +238,7 @@ func (s *Server) handleFeedback(ctx *fasthttp.RequestCtx) error {
 		}
 	}
 	now := s.opts.Now().UnixNano()
-	contact := []store.Contact{{Action: action, Outcome: outcome, Channel: channel, At: now}}
+	contact := []store.Contact{{Action: name, Outcome: outcome, Channel: channel, At: now}}
 	delta := []store.StatDelta{{Action: action, Variant: variant, Outcome: outcome, Value: value, At: now}}
 	if err := s.st.Record(id, contact, delta); err != nil {
 		return s.storeFailed("record feedback", err)

@@ -423,7 +423,7 @@ func (s *checkStore) AddEvents(events []store.Event) error {
 func (s *checkStore) Record(id string, contacts []store.Contact, stats []store.StatDelta) error {
 	ids := []string{id}
 	for _, c := range contacts {
-		ids = append(ids, c.Action)
+		ids = append(ids, c.Action.String())
 	}
 	s.write(ids...)
 	return s.Store.Record(id, contacts, stats)

@@ -27,6 +27,7 @@ type metrics struct {
 	rejected      prometheus.Counter
 	recordErrors  prometheus.Counter
 	degraded      prometheus.Counter
+	namesRefused  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
@@ -83,13 +84,21 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		Name: "nudge_decide_degraded_total",
 		Help: "Decisions that exceeded the decide timeout and answered the placements' fallbacks.",
 	})
+	m.namesRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nudge_names_refused_total",
+		Help: "Action and channel names refused because the table of names was full (feedback and simulate answered 400 too_many; a decision's contact recorded without its channel).",
+	})
+	names := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "nudge_names",
+		Help: "Distinct action and channel names held (the table refuses new ones from requests past store.MaxNames).",
+	}, func() float64 { return float64(store.NumNames()) })
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "nudge_http_inflight_requests",
 		Help: "Requests being handled.",
 	}, func() float64 { return float64(s.inflight.Load()) })
 
 	cs := []prometheus.Collector{requests, m.errors, m.decideSeconds, m.decisions, reloads, m.events,
-		m.feedback, m.panics, m.rejected, m.recordErrors, m.degraded, inflight, &ruleErrors{src: s.src}}
+		m.feedback, m.panics, m.rejected, m.recordErrors, m.degraded, m.namesRefused, names, inflight, &ruleErrors{src: s.src}}
 	if c, ok := s.st.(CacheStatser); ok {
 		cs = append(cs,
 			prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -284,7 +284,7 @@ func TestDecideTimeoutDegrades(t *testing.T) {
 		t.Errorf("nudge_decide_degraded_total %v; want 1", n)
 	}
 	c, _ := h.st.Customer("c-1")
-	if len(c.Contacts) != 1 || c.Contacts[0].Action != "brand-story" {
+	if len(c.Contacts) != 1 || c.Contacts[0].Action.String() != "brand-story" {
 		t.Errorf("contacts %+v; want the served fallback", c.Contacts)
 	}
 	r := h.do("GET", "/metrics", "")

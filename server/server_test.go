@@ -191,7 +191,7 @@ func TestFeedbackUpdatesStats(t *testing.T) {
 	// The feedback contacts carry the channel the action was served on.
 	c, _ := h.st.Customer("c1")
 	for _, k := range c.Contacts {
-		if k.Channel != "app" {
+		if k.Channel.String() != "app" {
 			t.Errorf("contact %+v; want channel app", k)
 		}
 	}

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"slices"
 	"time"
 
+	"github.com/nudge-engine/nudge/rules"
 	"github.com/nudge-engine/nudge/store"
 )
 
@@ -16,6 +18,55 @@ func checkID(field, id string) *apiError {
 		return invalid(field, "%s %v", field, err)
 	}
 	return nil
+}
+
+// name returns the name (store.Name) of an action or channel a request
+// brings, which checkID has validated. The table of names is bounded
+// (store.MaxNames): once it is full, a name never seen before is refused,
+// so that a client naming ever new actions cannot grow it, unless the
+// active ruleset defines it.
+func (s *Server) name(field, v string) (store.Name, *apiError) {
+	n, err := s.newName(v)
+	if err != nil {
+		return 0, badRequest(codeTooMany, field, "%s %q: %v (%d); use the ids of the ruleset's actions and channels", field, v, err, store.MaxNames)
+	}
+	return n, nil
+}
+
+// newName is store.NewName, which the names of the active ruleset always
+// pass; a refusal is counted.
+func (s *Server) newName(v string) (store.Name, error) {
+	n, err := store.NewName(v)
+	if err == nil {
+		return n, nil
+	}
+	if definedBy(s.src.Current(), v) {
+		return store.Intern(v), nil
+	}
+	s.m.namesRefused.Inc()
+	return 0, err
+}
+
+// definedBy reports whether the ruleset rs (nil: none) has an action or a
+// channel called v.
+func definedBy(rs *rules.Ruleset, v string) bool {
+	if rs == nil {
+		return false
+	}
+	if rs.Action(v) != nil {
+		return true
+	}
+	for _, c := range rs.Channels {
+		if c.ID == v {
+			return true
+		}
+	}
+	for _, a := range rs.Actions {
+		if slices.Contains(a.Channels, v) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkEventType validates an event type with store.ValidateEventType.

@@ -25,7 +25,7 @@ const indexMin = 32
 // same lists. A new array (an out-of-order insert, a prune, a copy) gets a
 // new index.
 type contactIndex struct {
-	actions map[string]*positions
+	actions map[Name]*positions
 	shared  []int32 // the array the lists were built in (buildIndex)
 	// ownRoom is the room of the lists' own arrays (those that moved out
 	// of shared or were never in it), kept as they grow so that IndexRoom
@@ -102,7 +102,7 @@ func buildIndex(cs []Contact) *contactIndex {
 		room atomic.Int64
 	})
 	x := &b.contactIndex
-	x.actions, x.ownRoom = make(map[string]*positions), &b.room
+	x.actions, x.ownRoom = make(map[Name]*positions), &b.room
 	var slab []positions
 	for i := range cs {
 		p := x.actions[cs[i].Action]
@@ -140,12 +140,12 @@ func buildIndex(cs []Contact) *contactIndex {
 
 // with returns the index with position pos of action added: x itself, or
 // a new index sharing x's lists when action is new.
-func (x *contactIndex) with(action string, pos int32) *contactIndex {
+func (x *contactIndex) with(action Name, pos int32) *contactIndex {
 	if p := x.actions[action]; p != nil {
 		x.ownRoom.Add(int64(p.add(pos)))
 		return x
 	}
-	m := make(map[string]*positions, len(x.actions)+1)
+	m := make(map[Name]*positions, len(x.actions)+1)
 	for a, p := range x.actions {
 		m[a] = p
 	}
@@ -185,6 +185,14 @@ func (c *Customer) CountContacts(action string, o Outcome, from, to, limit int64
 	if c == nil || limit <= 0 {
 		return 0
 	}
+	name, ok := LookupName(action)
+	if !ok {
+		return 0 // no contact has it
+	}
+	return c.countContacts(name, o, from, to, limit)
+}
+
+func (c *Customer) countContacts(action Name, o Outcome, from, to, limit int64) int64 {
 	if o != Served && c.Outcomes != nil && o < 8 && c.Outcomes[action]&(1<<o) == 0 {
 		return 0
 	}

@@ -13,7 +13,7 @@ import (
 func naiveCount(cs []Contact, action string, o Outcome, from, to, limit int64) int64 {
 	var n int64
 	for _, k := range cs {
-		if k.Action == action && k.Outcome == o && k.At >= from && k.At <= to {
+		if k.Action.String() == action && k.Outcome == o && k.At >= from && k.At <= to {
 			n++
 		}
 	}
@@ -54,7 +54,7 @@ func checkCounts(t *testing.T, name string, v *Customer, r *rand.Rand) {
 func TestContactIndex(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	sec := int64(time.Second)
-	cur := &Customer{ID: "x", Outcomes: map[string]uint8{}}
+	cur := &Customer{ID: "x", Outcomes: map[Name]uint8{}}
 	var versions []*Customer
 	at := int64(1_000_000) * sec
 	indexed := false
@@ -62,7 +62,7 @@ func TestContactIndex(t *testing.T) {
 		var cts []Contact
 		for range 1 + r.IntN(3) {
 			at += r.Int64N(3 * sec)
-			k := Contact{Action: fmt.Sprintf("a%d", r.IntN(5)), Outcome: Outcome(r.IntN(int(Holdout))), At: at}
+			k := Contact{Action: Intern(fmt.Sprintf("a%d", r.IntN(5))), Outcome: Outcome(r.IntN(int(Holdout))), At: at}
 			if r.IntN(20) == 0 {
 				k.At -= 30 * sec // out of order: a new array
 			}
@@ -91,7 +91,7 @@ func TestContactIndex(t *testing.T) {
 	}
 	// A copy and a hand-built customer scan.
 	cp := cur.Copy()
-	cp.AddContact(Contact{Action: "a1", At: cur.Contacts[0].At})
+	cp.AddContact(Contact{Action: Intern("a1"), At: cur.Contacts[0].At})
 	if cp.index != nil {
 		t.Error("AddContact kept an index whose positions moved")
 	}
@@ -101,9 +101,9 @@ func TestContactIndex(t *testing.T) {
 // TestContactIndexConcurrent: readers of older versions count while the
 // writer appends to the shared history and index (run with -race).
 func TestContactIndexConcurrent(t *testing.T) {
-	cur := &Customer{ID: "x", Outcomes: map[string]uint8{}}
+	cur := &Customer{ID: "x", Outcomes: map[Name]uint8{}}
 	for i := range 100 {
-		cur = cur.AppendContacts([]Contact{{Action: fmt.Sprintf("a%d", i%4), At: int64(i)}})
+		cur = cur.AppendContacts([]Contact{{Action: Intern(fmt.Sprintf("a%d", i%4)), At: int64(i)}})
 	}
 	if cur.index == nil {
 		t.Fatal("no index after 100 contacts")
@@ -130,7 +130,7 @@ func TestContactIndexConcurrent(t *testing.T) {
 		}()
 	}
 	for i := 100; i < 5000; i++ {
-		cur = cur.AppendContacts([]Contact{{Action: fmt.Sprintf("a%d", i%7), At: int64(i)}})
+		cur = cur.AppendContacts([]Contact{{Action: Intern(fmt.Sprintf("a%d", i%7)), At: int64(i)}})
 	}
 	close(stop)
 	wg.Wait()
@@ -147,11 +147,11 @@ func TestBuildIndexAllocs(t *testing.T) {
 	for _, actions := range []int{1, 12, 40} {
 		cs := make([]Contact, 200)
 		for i := range cs {
-			cs[i] = Contact{Action: fmt.Sprintf("a%d", r.IntN(actions)), Outcome: Outcome(r.IntN(int(Holdout))), At: int64(i) * int64(time.Second)}
+			cs[i] = Contact{Action: Intern(fmt.Sprintf("a%d", r.IntN(actions))), Outcome: Outcome(r.IntN(int(Holdout))), At: int64(i) * int64(time.Second)}
 		}
 		distinct := map[string]bool{}
 		for _, k := range cs {
-			distinct[k.Action] = true
+			distinct[k.Action.String()] = true
 		}
 		c := &Customer{ID: "x", Contacts: cs}
 		c.Summarize()
@@ -161,10 +161,10 @@ func TestBuildIndexAllocs(t *testing.T) {
 		checkCounts(t, fmt.Sprintf("%d actions", actions), c, r)
 		// Appends after a build move each list to an array of its own
 		// and leave the others' positions alone.
-		more := c.AppendContacts([]Contact{{Action: "a0", At: cs[len(cs)-1].At + 1}, {Action: "new", At: cs[len(cs)-1].At + 2}})
+		more := c.AppendContacts([]Contact{{Action: Intern("a0"), At: cs[len(cs)-1].At + 1}, {Action: Intern("new"), At: cs[len(cs)-1].At + 2}})
 		checkCounts(t, fmt.Sprintf("%d actions, appended", actions), more, r)
 		// a0 moved to an array of its own; the shared array stays.
-		wantRoom := len(cs) + cap(*more.index.actions["a0"].arr.Load()) + cap(*more.index.actions["new"].arr.Load())
+		wantRoom := len(cs) + cap(*more.index.actions[Intern("a0")].arr.Load()) + cap(*more.index.actions[Intern("new")].arr.Load())
 		if more.IndexRoom() != wantRoom {
 			t.Errorf("%d actions, appended: IndexRoom %d; want %d", actions, more.IndexRoom(), wantRoom)
 		}
@@ -186,7 +186,7 @@ func BenchmarkBuildIndex(b *testing.B) {
 	r := rand.New(rand.NewPCG(5, 6))
 	cs := make([]Contact, 60)
 	for i := range cs {
-		cs[i] = Contact{Action: fmt.Sprintf("a%d", r.IntN(10)), At: int64(i)}
+		cs[i] = Contact{Action: Intern(fmt.Sprintf("a%d", r.IntN(10))), At: int64(i)}
 	}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -216,7 +216,7 @@ func TestIndexRoomKept(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	cs := make([]Contact, 40)
 	for i := range cs {
-		cs[i] = Contact{Action: fmt.Sprintf("a%d", r.IntN(10)), At: int64(i)}
+		cs[i] = Contact{Action: Intern(fmt.Sprintf("a%d", r.IntN(10))), At: int64(i)}
 	}
 	c := &Customer{ID: "x", Contacts: cs}
 	c.Summarize()
@@ -227,7 +227,7 @@ func TestIndexRoomKept(t *testing.T) {
 	for step := range 300 {
 		batch := make([]Contact, 1+r.IntN(3))
 		for i := range batch {
-			batch[i] = Contact{Action: fmt.Sprintf("a%d", r.IntN(60)), At: at}
+			batch[i] = Contact{Action: Intern(fmt.Sprintf("a%d", r.IntN(60))), At: at}
 			at++
 		}
 		c = c.AppendContacts(batch)

@@ -87,7 +87,7 @@ type Customer struct {
 	// Contacts. The stores rebuild it when they load or prune a customer
 	// and update it when they append a contact with a new outcome; it is
 	// never modified in place, only replaced, so versions share it.
-	Outcomes map[string]uint8
+	Outcomes map[Name]uint8
 
 	// index speeds up counting one action's contacts (CountContacts) in
 	// a long history; nil means scan. See index.go for how versions share
@@ -100,11 +100,12 @@ func (c *Customer) Empty() bool {
 	return c == nil || (len(c.Attributes) == 0 && len(c.Events) == 0 && len(c.Contacts) == 0)
 }
 
-// Contact is one entry of the contact history.
+// Contact is one entry of the contact history. It holds no pointer (see
+// Name), so neither does a history.
 type Contact struct {
-	Action  string
+	Action  Name
 	Outcome Outcome
-	Channel string
+	Channel Name
 	At      int64 // Unix nanoseconds
 }
 
@@ -116,8 +117,8 @@ func (c *Customer) HasOutcome(action string, o Outcome) bool {
 }
 
 // SummarizeOutcomes returns the Outcomes summary of contacts (never nil).
-func SummarizeOutcomes(contacts []Contact) map[string]uint8 {
-	m := make(map[string]uint8)
+func SummarizeOutcomes(contacts []Contact) map[Name]uint8 {
+	m := make(map[Name]uint8)
 	for i := range contacts {
 		if k := &contacts[i]; k.Outcome != Served && k.Outcome < 8 {
 			m[k.Action] |= 1 << k.Outcome
@@ -128,11 +129,11 @@ func SummarizeOutcomes(contacts []Contact) map[string]uint8 {
 
 // withOutcome returns the summary m (nil: none kept) with contact k
 // counted: m itself when it already holds it, else an updated copy.
-func withOutcome(m map[string]uint8, k *Contact) map[string]uint8 {
+func withOutcome(m map[Name]uint8, k *Contact) map[Name]uint8 {
 	if m == nil || k.Outcome == Served || k.Outcome >= 8 || m[k.Action]&(1<<k.Outcome) != 0 {
 		return m
 	}
-	out := make(map[string]uint8, len(m)+1)
+	out := make(map[Name]uint8, len(m)+1)
 	for a, bits := range m {
 		out[a] = bits
 	}

@@ -322,7 +322,7 @@ func TestCopyForEvents(t *testing.T) {
 
 func TestCustomerAddContact(t *testing.T) {
 	var c store.Customer
-	add := func(action string, t int64) { c.AddContact(store.Contact{Action: action, At: t}) }
+	add := func(action string, t int64) { c.AddContact(store.Contact{Action: store.Intern(action), At: t}) }
 	add("c", at(0, 3*time.Hour))
 	add("a", at(0, time.Hour))
 	add("d", at(0, 4*time.Hour))
@@ -338,7 +338,7 @@ func TestCustomerAddContact(t *testing.T) {
 				t.Errorf("contacts not ordered at %d", i)
 			}
 		}
-		got += ct.Action
+		got += ct.Action.String()
 	}
 	if got != want {
 		t.Errorf("got contacts %q; want %q", got, want)
@@ -352,7 +352,7 @@ func TestCustomerAddContact(t *testing.T) {
 			if i > 0 {
 				got += " "
 			}
-			got += ct.Action
+			got += ct.Action.String()
 		}
 		if got != want {
 			t.Errorf("PruneContacts(%v): got %q; want %q", time.Unix(0, cutoff).UTC(), got, want)

@@ -188,7 +188,7 @@ func Customer(spec CustomerSpec, i int) *store.Customer {
 		if rng.IntN(5) == 0 {
 			o = store.Outcome(1 + rng.IntN(4))
 		}
-		c.AddContact(store.Contact{Action: ActionID(rng.IntN(spec.Actions)), Outcome: o, Channel: "web", At: at})
+		c.AddContact(store.Contact{Action: store.Intern(ActionID(rng.IntN(spec.Actions))), Outcome: o, Channel: store.Intern("web"), At: at})
 	}
 	return c
 }

@@ -63,7 +63,7 @@ func (s *Store) Customer(id string) (*store.Customer, error) {
 func (s *Store) update(id string, f func(c *store.Customer)) *store.Customer {
 	c := s.customers[id].CopySharingContacts()
 	if c == nil {
-		c = &store.Customer{ID: id, Outcomes: map[string]uint8{}}
+		c = &store.Customer{ID: id, Outcomes: map[store.Name]uint8{}}
 		s.owned[id] = true
 	}
 	f(c)
@@ -140,7 +140,7 @@ func (s *Store) record(id string, contacts []store.Contact) {
 	c := s.customers[id]
 	switch {
 	case c == nil:
-		c = &store.Customer{ID: id, Outcomes: map[string]uint8{}}
+		c = &store.Customer{ID: id, Outcomes: map[store.Name]uint8{}}
 	case !s.owned[id]:
 		c = c.ShallowCopy()
 		c.Contacts = slices.Clone(c.Contacts)

@@ -32,7 +32,7 @@ func typicalCustomer(id string) *store.Customer {
 			c.AddEvent("cart", at, 82.5)
 		}
 		if i < 20 {
-			c.AddContact(store.Contact{Action: "winback-20", Channel: "web", At: at})
+			c.AddContact(store.Contact{Action: store.Intern("winback-20"), Channel: store.Intern("web"), At: at})
 		}
 	}
 	return c
@@ -230,7 +230,7 @@ func BenchmarkRecord(b *testing.B) {
 		for pb.Next() {
 			now := time.Now().UnixNano()
 			err := s.Record(ids[i%len(ids)],
-				[]store.Contact{{Action: "winback-20", Channel: "web", At: now}},
+				[]store.Contact{{Action: store.Intern("winback-20"), Channel: store.Intern("web"), At: now}},
 				[]store.StatDelta{{Action: "winback-20", Variant: "a", Outcome: store.Served, At: now}})
 			if err != nil {
 				b.Fatal(err)

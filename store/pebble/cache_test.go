@@ -63,7 +63,7 @@ func TestSmallCache(t *testing.T) {
 					return
 				}
 				acked.Add(1)
-				if err := s.Record("hot", []store.Contact{{Action: "a", At: s.now().UnixNano()}}, nil); err != nil {
+				if err := s.Record("hot", []store.Contact{{Action: store.Intern("a"), At: s.now().UnixNano()}}, nil); err != nil {
 					t.Error(err)
 					return
 				}
@@ -208,7 +208,7 @@ func TestMissWaitsOnlyForItsStripe(t *testing.T) {
 	}
 	// The decision's record right after: x's entry is the pending item
 	// of its stripe, so no wait, whether the cache applied it yet or not.
-	if err := s.Record(x, []store.Contact{{Action: "a", At: time.Now().UnixNano()}}, nil); err != nil {
+	if err := s.Record(x, []store.Contact{{Action: store.Intern("a"), At: time.Now().UnixNano()}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := s.waits.Load(); n != 0 {

@@ -10,8 +10,6 @@ import (
 	"math"
 	"slices"
 	"sort"
-	"sync"
-	"sync/atomic"
 
 	"github.com/nudge-engine/nudge/store"
 )
@@ -68,7 +66,8 @@ import (
 //
 // The decoder converts the value to one string and slices every key and
 // string out of it: decoding allocates per map, slice and event type, never
-// per string. The contact decoder interns actions and channels.
+// per string. The contact decoder makes actions and channels names
+// (store.Name).
 const (
 	recordV2  = 2
 	contactV1 = 1 // a contact value of layout 2 (migrateV2)
@@ -504,20 +503,27 @@ func appendContacts(b []byte, cts []store.Contact) []byte {
 		k := &cts[i]
 		b = append(b, contactV2, byte(k.Outcome))
 		b = binary.AppendVarint(b, k.At)
-		b = appendString(b, k.Action)
-		b = appendString(b, k.Channel)
+		b = appendString(b, k.Action.String())
+		b = appendString(b, k.Channel.String())
 	}
 	return b
 }
 
-// contactDecoder decodes contacts, interning the actions and channels: a
-// history repeats a few of them, and customers share them (names). It
-// remembers the names it met in a small open-addressing table, so that it
-// can stay on the stack and decode without allocating; past
-// decoderNames names, it looks the others up in names each time.
+// contactDecoder decodes contacts, turning their actions and channels
+// into names (store.Name): a history repeats a few of them. It remembers
+// the names it met in a small open-addressing table, so that it can stay
+// on the stack and decode without allocating; past decoderNames names,
+// it looks the others up in the store's table each time.
 type contactDecoder struct {
-	slots [decoderSlots]string // "": free (the empty name needs no interning)
-	n     int                  // slots used
+	slots [decoderSlots]slot
+	n     int // slots used
+}
+
+// slot is one name a decoder met; s == "" is a free slot (the empty name
+// is Name 0 and needs no lookup).
+type slot struct {
+	s    string
+	name store.Name
 }
 
 const (
@@ -528,48 +534,25 @@ const (
 // nameSeed seeds the hash of the decoders' tables.
 var nameSeed = maphash.MakeSeed()
 
-// names interns the actions and channels of decoded contacts across
-// customers, up to maxNames of them: a ruleset has a few thousand at most,
-// so every customer read from Pebble shares one copy of each instead of
-// allocating its own (which the cache would then hold).
-var (
-	names    sync.Map // string → string
-	numNames atomic.Int64
-)
-
-const maxNames = 1 << 14
-
-func internName(b []byte) string {
-	if s, ok := names.Load(string(b)); ok {
-		return s.(string)
-	}
-	s := string(b)
-	if numNames.Load() < maxNames {
-		if prev, loaded := names.LoadOrStore(s, s); loaded {
-			return prev.(string)
-		}
-		numNames.Add(1)
-	}
-	return s
-}
-
-func (cd *contactDecoder) intern(b []byte) string {
+func (cd *contactDecoder) intern(b []byte) store.Name {
 	if len(b) == 0 {
-		return ""
+		return 0
 	}
 	i := maphash.Bytes(nameSeed, b)
 	for {
 		i %= decoderSlots
-		switch s := cd.slots[i]; {
-		case s == string(b):
-			return s
-		case s == "":
-			s = internName(b)
+		switch sl := &cd.slots[i]; {
+		case sl.s == string(b):
+			return sl.name
+		case sl.s == "":
+			// A stored contact's name is interned whatever the table
+			// holds: it was accepted when it was written.
+			name := store.InternBytes(b)
 			if cd.n < decoderNames {
-				cd.slots[i] = s
+				*sl = slot{name.String(), name}
 				cd.n++
 			}
-			return s
+			return name
 		}
 		i++
 	}
@@ -609,8 +592,7 @@ func countContacts(log []byte) int {
 }
 
 // decodeContacts appends the contacts of a contact log to cts, in time
-// order (see the package comment). The strings of the result never point
-// into log.
+// order (see the package comment).
 func (cd *contactDecoder) decodeContacts(cts []store.Contact, log []byte) ([]store.Contact, error) {
 	first := len(cts)
 	sorted := true

@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -10,7 +11,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/nudge-engine/nudge/store"
 )
@@ -91,9 +91,9 @@ func randCustomer(r *rand.Rand, id string) *store.Customer {
 	channels := []string{"web", "email", "app", ""}
 	for range r.IntN(30) {
 		c.AddContact(store.Contact{
-			Action:  actions[r.IntN(len(actions))],
+			Action:  store.Intern(actions[r.IntN(len(actions))]),
 			Outcome: store.Outcome(r.IntN(5)),
-			Channel: channels[r.IntN(len(channels))],
+			Channel: store.Intern(channels[r.IntN(len(channels))]),
 			At:      base - r.Int64N(int64(90*24*time.Hour)),
 		})
 	}
@@ -199,7 +199,7 @@ func TestCodecEdgeValues(t *testing.T) {
 		Events: map[string]*store.EventStats{"x": {Count: math.MaxInt64, Sum: -1, First: math.MinInt64 / 2, Last: math.MaxInt64 / 2,
 			Days:   []store.DayBucket{{Day: math.MinInt32, Count: math.MaxUint32}, {Day: math.MaxInt32, Count: 1, Sum: 0.1}},
 			Recent: []store.Stamp{{At: math.MaxInt64 / 2, Value: 1}, {At: math.MinInt64 / 2, Value: 2}}}},
-		Contacts: []store.Contact{{Action: "b", Channel: "a", At: math.MinInt64}, {Action: "a", Outcome: store.Convert, At: math.MaxInt64}},
+		Contacts: []store.Contact{{Action: store.Intern("b"), Channel: store.Intern("a"), At: math.MinInt64}, {Action: store.Intern("a"), Outcome: store.Convert, At: math.MaxInt64}},
 	})
 }
 
@@ -420,46 +420,35 @@ func TestServeLog(t *testing.T) {
 	}
 }
 
-// TestContactNamesShared: customers decoded from their logs share one
-// copy of each action and channel name.
-func TestContactNamesShared(t *testing.T) {
-	log := appendContacts(nil, []store.Contact{{Action: "shared-action-x", Channel: "web"}, {Action: "shared-action-x", Channel: "email"}})
+// TestContactNames: contacts decoded from different logs, each by its
+// own decoder, hold the same names, the store's for those strings.
+func TestContactNames(t *testing.T) {
+	log := appendContacts(nil, []store.Contact{{Action: store.Intern("shared-action-x"), Channel: store.Intern("web")}, {Action: store.Intern("shared-action-x"), Channel: store.Intern("email")}})
 	var a, b contactDecoder
 	ca, err := a.decodeContacts(nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb, err := b.decodeContacts(nil, slices.Clone(log))
+	// A log written by an earlier process: its names are new to this one.
+	other := appendString(binary.AppendVarint([]byte{contactV2, 0}, 1), "action-of-another-process")
+	other = appendString(other, "kiosk")
+	cb, err := b.decodeContacts(nil, append(slices.Clone(log), other...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if unsafe.StringData(ca[0].Action) != unsafe.StringData(cb[1].Action) || unsafe.StringData(ca[1].Channel) != unsafe.StringData(cb[1].Channel) {
-		t.Error("two customers' contacts hold their own copies of a name")
+	if ca[0].Action != cb[1].Action || ca[1].Channel != cb[1].Channel || ca[0].Channel == ca[1].Channel {
+		t.Errorf("names differ between decoders: %v, %v", ca, cb)
 	}
-}
-
-// TestInternNameAllocs: looking up an interned name allocates nothing.
-func TestInternNameAllocs(t *testing.T) {
-	b := []byte("interned-action-y")
-	internName(b)
-	if a := testing.AllocsPerRun(100, func() { internName(b) }); a != 0 {
-		t.Errorf("%v allocations to look up an interned name", a)
-	}
-}
-
-func BenchmarkInternName(b *testing.B) {
-	names := [][]byte{[]byte("welcome-10"), []byte("web"), []byte("winback-20"), []byte("email")}
-	for _, n := range names {
-		internName(n)
-	}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			internName(names[i%len(names)])
-			i++
+	for _, k := range []store.Contact{ca[0], ca[1], cb[2]} {
+		for _, n := range []store.Name{k.Action, k.Channel} {
+			if m, ok := store.LookupName(n.String()); !ok || m != n {
+				t.Errorf("decoded name %d (%q) is not the store's (%d, %v)", n, n, m, ok)
+			}
 		}
-	})
+	}
+	if cb[2].Action.String() != "action-of-another-process" || cb[2].Channel.String() != "kiosk" {
+		t.Errorf("new names decoded as %q, %q", cb[2].Action, cb[2].Channel)
+	}
 }
 
 // FuzzDecodeContacts: a contact log decodes without a panic or an error,
@@ -471,7 +460,7 @@ func FuzzDecodeContacts(f *testing.F) {
 		c := randCustomer(r, "x")
 		f.Add(appendContacts(nil, c.Contacts))
 	}
-	f.Add(appendContacts(nil, []store.Contact{{Action: "b", At: 2}, {Action: "a", At: 1}, {Action: "c", At: 2}}))
+	f.Add(appendContacts(nil, []store.Contact{{Action: store.Intern("b"), At: 2}, {Action: store.Intern("a"), At: 1}, {Action: store.Intern("c"), At: 2}}))
 	f.Fuzz(func(t *testing.T, log []byte) {
 		var cd contactDecoder
 		cts, err := cd.decodeContacts(nil, log)
@@ -510,7 +499,7 @@ func TestDecodeContactsAllocs(t *testing.T) {
 func testDecodeContactsAllocs(t *testing.T, actions int) {
 	cts := make([]store.Contact, 300)
 	for i := range cts {
-		cts[i] = store.Contact{Action: fmt.Sprintf("act-%d", i%actions), Channel: []string{"web", "email", ""}[i%3], At: int64(i)}
+		cts[i] = store.Contact{Action: store.Intern(fmt.Sprintf("act-%d", i%actions)), Channel: store.Intern([]string{"web", "email", ""}[i%3]), At: int64(i)}
 	}
 	if n := countContacts(appendContacts(nil, cts)); n != len(cts) {
 		t.Errorf("countContacts: %d; want %d", n, len(cts))

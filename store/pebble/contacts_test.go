@@ -38,7 +38,7 @@ func countKeys(t testing.TB, s *Store, id string) (main, contacts int) {
 }
 
 func served(action string, at int64) store.Contact {
-	return store.Contact{Action: action, Channel: "web", At: at}
+	return store.Contact{Action: store.Intern(action), Channel: store.Intern("web"), At: at}
 }
 
 // TestRecordAllocs: recording a contact allocates the same whatever the
@@ -90,7 +90,7 @@ func TestContactLog(t *testing.T) {
 	if err := s.Record("c", []store.Contact{served("c", ns(-2*time.Hour)), served("d", ns(-time.Hour)), served("e", ns(-time.Hour))}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Record("c", []store.Contact{{Action: "f", Outcome: store.Click, At: ns(-3 * time.Hour)}, served("g", ns(-10*time.Minute))}, nil); err != nil {
+	if err := s.Record("c", []store.Contact{{Action: store.Intern("f"), Outcome: store.Click, At: ns(-3 * time.Hour)}, served("g", ns(-10*time.Minute))}, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := "a f c b d e g"
@@ -98,7 +98,7 @@ func TestContactLog(t *testing.T) {
 	if got := actions(c.Contacts); got != want {
 		t.Errorf("contacts: got %q; want %q", got, want)
 	}
-	if !c.HasOutcome("f", store.Click) || c.Outcomes["f"] != 1<<store.Click || c.HasOutcome("a", store.Click) {
+	if !c.HasOutcome("f", store.Click) || c.Outcomes[store.Intern("f")] != 1<<store.Click || c.HasOutcome("a", store.Click) {
 		t.Errorf("outcome summary: %v", c.Outcomes)
 	}
 	if m, k := countKeys(t, s, "c"); m != 1 || k != 7 {
@@ -118,7 +118,7 @@ func TestContactLog(t *testing.T) {
 	if !reflect.DeepEqual(canon(c), canon(before)) {
 		t.Errorf("after reopen:\ngot  %+v\nwant %+v", c, before)
 	}
-	if !reflect.DeepEqual(c.Outcomes, map[string]uint8{"f": 1 << store.Click}) {
+	if !reflect.DeepEqual(c.Outcomes, map[store.Name]uint8{store.Intern("f"): 1 << store.Click}) {
 		t.Errorf("outcome summary after reopen: %v", c.Outcomes)
 	}
 
@@ -196,7 +196,7 @@ func TestImportContacts(t *testing.T) {
 	}
 	s = openTest(t, dir)
 	c := mustCustomer(t, s, "c")
-	if len(c.Contacts) != store.MaxContacts*3/4 || c.Contacts[0].Action != "new" {
+	if len(c.Contacts) != store.MaxContacts*3/4 || c.Contacts[0].Action.String() != "new" {
 		t.Errorf("imported: %d contacts, first %+v", len(c.Contacts), c.Contacts[0])
 	}
 	if _, k := countKeys(t, s, "c"); k != len(c.Contacts) {
@@ -282,7 +282,7 @@ func TestRecordReaders(t *testing.T) {
 					t.Error("a customer changed under its reader")
 					return
 				}
-				if len(c.Contacts) > 0 && c.Contacts[len(c.Contacts)-1].Action == fmt.Sprint(writes-1) {
+				if len(c.Contacts) > 0 && c.Contacts[len(c.Contacts)-1].Action.String() == fmt.Sprint(writes-1) {
 					return
 				}
 			}
@@ -297,7 +297,7 @@ func actions(cs []store.Contact) string {
 		if i > 0 {
 			s += " "
 		}
-		s += k.Action
+		s += k.Action.String()
 	}
 	return s
 }

@@ -30,7 +30,7 @@ func BenchmarkCollectCached(b *testing.B) {
 	for i := range batch {
 		c := typicalCustomer(fmt.Sprint("c", i))
 		for j := range c.Contacts {
-			c.Contacts[j].Action = fmt.Sprintf("a%02d", (i+j*5)%50)
+			c.Contacts[j].Action = store.Intern(fmt.Sprintf("a%02d", (i+j*5)%50))
 			c.Contacts[j].Outcome = store.Outcome(j % 3)
 		}
 		c.Summarize()

@@ -15,7 +15,7 @@ func historyCustomer(id string, n int) *store.Customer {
 	c.Contacts = nil
 	now := time.Now()
 	for i := range n {
-		c.Contacts = append(c.Contacts, store.Contact{Action: "winback-20", Channel: "web",
+		c.Contacts = append(c.Contacts, store.Contact{Action: store.Intern("winback-20"), Channel: store.Intern("web"),
 			At: now.Add(-24*time.Hour + time.Duration(i)*(24*time.Hour/time.Duration(n+1))).UnixNano()})
 	}
 	return c
@@ -58,7 +58,7 @@ func BenchmarkRecordHistory(b *testing.B) {
 			for b.Loop() {
 				now := time.Now().UnixNano()
 				err := s.Record(ids[0],
-					[]store.Contact{{Action: "winback-20", Channel: "web", At: now}},
+					[]store.Contact{{Action: store.Intern("winback-20"), Channel: store.Intern("web"), At: now}},
 					[]store.StatDelta{{Action: "winback-20", Variant: "a", Outcome: store.Served, At: now}})
 				if err != nil {
 					b.Fatal(err)

@@ -25,7 +25,7 @@ func keyContactV2(id string, at int64, seq uint32) []byte {
 
 func contactValueV2(k *store.Contact) []byte {
 	b := []byte{contactV1, byte(k.Outcome)}
-	return appendString(appendString(b, k.Action), k.Channel)
+	return appendString(appendString(b, k.Action.String()), k.Channel.String())
 }
 
 // writeV2 creates a database of layout 2 holding customers, and a stale
@@ -71,7 +71,7 @@ func TestMigrateV2(t *testing.T) {
 	for i := range 60 {
 		c := &store.Customer{ID: fmt.Sprintf("c-%d", i), Attributes: map[string]any{"n": float64(i)}}
 		for j := range i % 7 {
-			c.Contacts = append(c.Contacts, store.Contact{Action: fmt.Sprintf("a%d", j%3), Channel: "web",
+			c.Contacts = append(c.Contacts, store.Contact{Action: store.Intern(fmt.Sprintf("a%d", j%3)), Channel: store.Intern("web"),
 				Outcome: store.Outcome(j % 3), At: now.Add(time.Duration(j/2-10) * time.Minute).UnixNano()})
 		}
 		customers = append(customers, c)
@@ -162,7 +162,7 @@ func TestMigrateV2Corrupt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := db.Set(key, contactValueV2(&store.Contact{Action: "a"}), pebble.Sync); err != nil {
+			if err := db.Set(key, contactValueV2(&store.Contact{Action: store.Intern("a")}), pebble.Sync); err != nil {
 				t.Fatal(err)
 			}
 			if err := db.Close(); err != nil {

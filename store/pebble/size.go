@@ -34,10 +34,9 @@ import (
 //     written through the API holds its strings apart, in about as many
 //     bytes as they take in its new record. Either way the strings cost
 //     the larger of the record and the sum of their lengths.
-//   - Contacts' actions and channels are interned across customers
-//     (internName), so they are not counted; each contact counts its
-//     store.Contact in the slice's capacity. The Outcomes map's keys are
-//     those interned strings.
+//   - Contacts' actions and channels are names (store.Name), shared by
+//     every customer, so they are not counted; each contact counts its
+//     store.Contact in the slice's capacity, a pointer-free array.
 //   - A long history keeps a contact index (store/index.go): per action
 //     (Customer.IndexedActions), a map slot, a list and an array of int32
 //     positions (their room: Customer.IndexRoom).
@@ -56,10 +55,10 @@ const (
 	ifaceBytes     = 16
 
 	// Slots of the maps of a customer: key and element, padded to 8.
-	attrSlot    = 16 + 16 // string → any
-	eventSlot   = 16 + 8  // string → *EventStats
-	outcomeSlot = 16 + 8  // string → uint8
-	indexSlot   = 16 + 8  // string → *positions
+	attrSlot    = 16 + 16   // string → any
+	eventSlot   = 16 + 8    // string → *EventStats
+	outcomeSlot = 4 + 4     // store.Name → uint8
+	indexSlot   = 4 + 4 + 8 // store.Name → *positions
 
 	indexList = 16 // store.positions: an atomic pointer and an int32
 
@@ -157,7 +156,7 @@ func customerBytes(c *store.Customer, record int) int {
 			n += allocBytes(cap(s.Days)*dayStruct, false) + allocBytes(cap(s.Recent)*stampStruct, false)
 		}
 	}
-	n += allocBytes(cap(c.Contacts)*contactStruct, true)
+	n += allocBytes(cap(c.Contacts)*contactStruct, false)
 	if c.Outcomes != nil {
 		n += mapBytes(len(c.Outcomes), outcomeSlot)
 	}

@@ -57,7 +57,7 @@ func TestCustomerBytes(t *testing.T) {
 				if k%7 == 0 {
 					o = store.Click
 				}
-				c.AddContact(store.Contact{Action: workload.ActionID(k % 300), Outcome: o, Channel: "web", At: at + int64(k)*int64(time.Minute)})
+				c.AddContact(store.Contact{Action: store.Intern(workload.ActionID(k % 300)), Outcome: o, Channel: store.Intern("web"), At: at + int64(k)*int64(time.Minute)})
 			}
 			return c
 		}},
@@ -67,7 +67,7 @@ func TestCustomerBytes(t *testing.T) {
 			c.ID = id
 			at := now.Add(-10 * 24 * time.Hour).UnixNano()
 			for k := range 4000 {
-				c.AddContact(store.Contact{Action: workload.ActionID(k % 30), Channel: "web", At: at + int64(k)*int64(time.Minute)})
+				c.AddContact(store.Contact{Action: store.Intern(workload.ActionID(k % 30)), Channel: store.Intern("web"), At: at + int64(k)*int64(time.Minute)})
 			}
 			return c
 		}},
@@ -196,7 +196,7 @@ func TestCacheCostFollowsCustomer(t *testing.T) {
 	check("loaded")
 	now := time.Now().UnixNano()
 	for i := range 3000 {
-		k := []store.Contact{{Action: workload.ActionID(i % 40), Channel: "web", At: now + int64(i)}}
+		k := []store.Contact{{Action: store.Intern(workload.ActionID(i % 40)), Channel: store.Intern("web"), At: now + int64(i)}}
 		if err := s.Record("c1", k, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -281,12 +281,12 @@ func BenchmarkCustomerBytesIndexed(b *testing.B) {
 	c := workload.ServiceCustomer(workload.CustomerSpec{}, 1)
 	cs := make([]store.Contact, 1000)
 	for i := range cs {
-		cs[i] = store.Contact{Action: fmt.Sprintf("a%03d", i%300), Channel: "web", At: int64(i)}
+		cs[i] = store.Contact{Action: store.Intern(fmt.Sprintf("a%03d", i%300)), Channel: store.Intern("web"), At: int64(i)}
 	}
 	c.Contacts = cs
 	c.Summarize()
 	for i := range 1000 {
-		c = c.AppendContacts([]store.Contact{{Action: fmt.Sprintf("a%03d", (i*7)%300), Channel: "web", At: int64(1000 + i)}})
+		c = c.AppendContacts([]store.Contact{{Action: store.Intern(fmt.Sprintf("a%03d", (i*7)%300)), Channel: store.Intern("web"), At: int64(1000 + i)}})
 	}
 	b.ReportAllocs()
 	for b.Loop() {

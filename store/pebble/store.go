@@ -659,7 +659,7 @@ func (s *Store) cutoff() (int64, time.Duration) {
 // newCustomer returns an empty customer as the store keeps it: with an
 // (empty) outcome summary.
 func newCustomer(id string) *store.Customer {
-	return &store.Customer{ID: id, Outcomes: map[string]uint8{}}
+	return &store.Customer{ID: id, Outcomes: map[store.Name]uint8{}}
 }
 
 // prune prunes the contacts of ch.c if they are due (see

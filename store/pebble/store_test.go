@@ -129,8 +129,8 @@ func TestRoundTrip(t *testing.T) {
 
 	// Contacts and statistics.
 	err = s.Record("c2", []store.Contact{
-		{Action: "winback-20", Outcome: store.Served, Channel: "web", At: ns(-2 * time.Hour)},
-		{Action: "winback-20", Outcome: store.Click, Channel: "web", At: ns(-time.Hour)},
+		{Action: store.Intern("winback-20"), Outcome: store.Served, Channel: store.Intern("web"), At: ns(-2 * time.Hour)},
+		{Action: store.Intern("winback-20"), Outcome: store.Click, Channel: store.Intern("web"), At: ns(-time.Hour)},
 	}, []store.StatDelta{
 		{Action: "winback-20", Variant: "b", Outcome: store.Served, At: ns(-2 * time.Hour)},
 		{Action: "winback-20", Variant: "b", Outcome: store.Click, Value: 2, At: ns(-time.Hour)},
@@ -348,7 +348,7 @@ func TestRetentionAndDelete(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	s.now = func() time.Time { return now }
 	ct := func(age time.Duration) store.Contact {
-		return store.Contact{Action: "a", Channel: "web", At: now.Add(-age).UnixNano()}
+		return store.Contact{Action: store.Intern("a"), Channel: store.Intern("web"), At: now.Add(-age).UnixNano()}
 	}
 	ages := func(c *store.Customer) []time.Duration {
 		var out []time.Duration
