@@ -20,6 +20,12 @@
 //     At most MaxContacts are kept per customer; beyond that the oldest
 //     are dropped, so windows reaching back past them count too few.
 //
+// A contact names its action and channel with a Name, a number into one
+// table of names shared by the process, so that a history holds no
+// pointer: the garbage collector marks every cached customer in each
+// cycle and skips a pointer-free array without reading it. Names are
+// never freed; those that requests bring are bounded (MaxNames, NewName).
+//
 // Recording a contact costs the same whatever the length of the history:
 // versions of a customer share the history's array and a record appends
 // to the newest one (see Customer for the sharing rules).
