@@ -9,150 +9,143 @@ import (
 // contact index: below it a scan is as fast.
 const indexMin = 32
 
-// contactIndex lists, for each action, the positions of its contacts in
-// a customer's Contacts, ascending, so that counting the contacts of one
-// action (caps, shown(), outcomes()) costs the contacts of that action in
-// the window, not the whole history: a customer decided for thousands of
-// times (a bot, a shared id) has up to MaxContacts contacts, and a ruleset
-// with many capped actions counts for each of them.
+// contactIndex chains, for each action, the positions of its contacts in
+// a customer's Contacts, newest first, so that counting the contacts of
+// one action (caps, shown(), outcomes()) costs the contacts of that action
+// in the window, not the whole history: a customer decided for thousands
+// of times (a bot, a shared id) has up to MaxContacts contacts, and a
+// ruleset with many capped actions counts for each of them.
+//
+// It holds no pointer but a few headers: its arrays are of int32, so the
+// garbage collector, which marks every cached customer in each cycle,
+// does not read them (a customer's index of 100 contacts over 10 actions
+// was about 900 bytes of pointers to scan as per-action lists).
 //
 // It follows the sharing rules of Customer: versions that share a
-// Contacts array share the index. The single writer of the newest version
-// (AppendContacts) appends positions in place and publishes each list's
-// new length atomically; readers of older versions ignore positions at or
-// beyond their own len(Contacts). The map is never modified once
-// published: an action seen for the first time gets a new map holding the
-// same lists. A new array (an out-of-order insert, a prune, a copy) gets a
-// new index.
+// Contacts array share the chains. The single writer of the newest
+// version (AppendContacts) writes the new position's link, then publishes
+// it as its action's newest; readers of older versions skip positions at
+// or beyond their own len(Contacts). The slots map is never modified once
+// published: an action seen for the first time gets a new map. A new
+// array (an out-of-order insert, a prune, a copy) gets new chains.
 type contactIndex struct {
-	actions map[Name]*positions
-	shared  []int32 // the array the lists were built in (buildIndex)
-	// ownRoom is the room of the lists' own arrays (those that moved out
-	// of shared or were never in it), kept as they grow so that IndexRoom
-	// costs nothing; the versions that share the lists share it.
-	ownRoom *atomic.Int64
+	slots map[Name]int32 // action → its slot in chains.last
+	ch    *chains
 }
 
-// positions is one action's list. arr is replaced when it grows; n is
-// stored after arr and after the element, and read first. own is set once
-// arr is the list's own array, not its part of the index's shared one.
-type positions struct {
-	arr atomic.Pointer[[]int32]
-	n   atomic.Int32
-	own atomic.Bool
+// chains are the links of an index, shared by the versions of a history.
+// prev and last are replaced when they grow (the values copied), so a
+// reader that loads last's slot, then prev, finds every link it follows.
+type chains struct {
+	prev atomic.Pointer[[]int32]        // per position: the previous position of its action, -1: none; len is the room
+	last atomic.Pointer[[]atomic.Int32] // per slot: its action's newest position; -1: none
+	n    atomic.Int32                   // positions linked
+	room atomic.Int32                   // len(prev) + cap(last), for IndexRoom
 }
 
-// add appends pos and returns the room it added to the list's own array:
-// 0, or, when the list moved to a larger array, that array's length less
-// the old one's if the old one was already its own.
-func (p *positions) add(pos int32) int {
-	n := p.n.Load()
-	arr := *p.arr.Load()
-	added := 0
-	if int(n) == len(arr) {
-		grown := make([]int32, max(2*len(arr), 4))
-		copy(grown, arr)
-		added = len(grown)
-		if p.own.Load() {
-			added -= len(arr)
-		}
-		arr = grown
-		arr[n] = pos
-		p.own.Store(true)
-		p.arr.Store(&arr)
-	} else {
-		arr[n] = pos
+// link makes pos the newest position of slot; it returns false when pos
+// is not the next position to link, that is when a newer version that was
+// then discarded (its write failed) linked positions beyond the current
+// newest: the caller rebuilds the index.
+func (ch *chains) link(slot, pos int32) bool {
+	if ch.n.Load() != pos {
+		return false
 	}
-	p.n.Store(n + 1)
-	return added
+	prev := *ch.prev.Load()
+	if int(pos) == len(prev) {
+		grown := make([]int32, max(2*len(prev), 16))
+		copy(grown, prev)
+		ch.room.Add(int32(len(grown) - len(prev)))
+		ch.prev.Store(&grown)
+		prev = grown
+	}
+	last := *ch.last.Load()
+	prev[pos] = last[slot].Load()
+	ch.n.Store(pos + 1)
+	last[slot].Store(pos) // publishes prev[pos]
+	return true
 }
 
-// load returns the positions published so far.
-func (p *positions) load() []int32 {
-	n := p.n.Load()
-	return (*p.arr.Load())[:n]
-}
-
-func newPositions() *positions {
-	p := new(positions)
-	var arr []int32
-	p.arr.Store(&arr)
-	p.own.Store(true)
-	return p
+// addSlot appends a slot with no position to last and returns it.
+func (ch *chains) addSlot() int32 {
+	last := *ch.last.Load()
+	if len(last) == cap(last) {
+		grown := make([]atomic.Int32, len(last), max(2*cap(last), 4))
+		for i := range last {
+			grown[i].Store(last[i].Load())
+		}
+		ch.room.Add(int32(cap(grown) - cap(last)))
+		last = grown
+	}
+	last = last[:len(last)+1]
+	last[len(last)-1].Store(-1)
+	ch.last.Store(&last)
+	return int32(len(last) - 1)
 }
 
 // buildIndex indexes cs, or returns nil when cs is too short to need it.
-// A cache miss builds one, so it takes a handful of allocations, not
-// several per action: the lists share one array, each a full slice of it
-// (the first append to a list moves it to an array of its own), and their
-// headers come from a few slabs.
+// A cache miss builds one, so it takes a handful of allocations whatever
+// the number of actions: the map and its groups, the two arrays, and the
+// index with its chains and their first headers.
 func buildIndex(cs []Contact) *contactIndex {
 	if len(cs) < indexMin {
 		return nil
 	}
-	// First pass: each contact's list, and the lists' lengths (in n).
-	var small [256]*positions
-	lists := small[:0]
-	if len(cs) > len(small) {
-		lists = make([]*positions, 0, len(cs))
-	}
-	// The index and its room counter in one allocation.
 	b := new(struct {
 		contactIndex
-		room atomic.Int64
+		chains
+		prev []int32 // the first headers the chains point to
+		last []atomic.Int32
 	})
 	x := &b.contactIndex
-	x.actions, x.ownRoom = make(map[Name]*positions), &b.room
-	var slab []positions
+	x.ch = &b.chains
+	x.slots = make(map[Name]int32)
+	prev := make([]int32, cap(cs)) // the history's room
+	var small [64]int32
+	last := small[:0]
 	for i := range cs {
-		p := x.actions[cs[i].Action]
-		if p == nil {
-			if len(slab) == cap(slab) {
-				slab = make([]positions, 0, 16)
-			}
-			slab = slab[:len(slab)+1]
-			p = &slab[len(slab)-1]
-			x.actions[cs[i].Action] = p
+		slot, ok := x.slots[cs[i].Action]
+		if !ok {
+			slot = int32(len(last))
+			x.slots[cs[i].Action] = slot
+			last = append(last, -1)
 		}
-		p.n.Add(1)
-		lists = append(lists, p)
+		prev[i] = last[slot]
+		last[slot] = int32(i)
 	}
-	// Each list's share of the array.
-	all := make([]int32, len(cs))
-	x.shared = all
-	headers := make([][]int32, 0, len(x.actions))
-	off := int32(0)
-	for _, p := range x.actions {
-		n := p.n.Load()
-		headers = append(headers, all[off:off+n:off+n])
-		p.arr.Store(&headers[len(headers)-1])
-		p.n.Store(0)
-		off += n
+	own := make([]atomic.Int32, len(last))
+	for i, pos := range last {
+		own[i].Store(pos)
 	}
-	// Second pass: the positions.
-	for i, p := range lists {
-		n := p.n.Load()
-		(*p.arr.Load())[n] = int32(i)
-		p.n.Store(n + 1)
-	}
+	b.prev, b.last = prev, own
+	x.ch.prev.Store(&b.prev)
+	x.ch.last.Store(&b.last)
+	x.ch.n.Store(int32(len(cs)))
+	x.ch.room.Store(int32(len(prev) + cap(own)))
 	return x
 }
 
-// with returns the index with position pos of action added: x itself, or
-// a new index sharing x's lists when action is new.
+// with returns the index with position pos of action linked: x itself,
+// a new index sharing x's chains when action is new, or nil when x is
+// stale (see chains.link) and must be rebuilt.
 func (x *contactIndex) with(action Name, pos int32) *contactIndex {
-	if p := x.actions[action]; p != nil {
-		x.ownRoom.Add(int64(p.add(pos)))
+	if slot, ok := x.slots[action]; ok {
+		if !x.ch.link(slot, pos) {
+			return nil
+		}
 		return x
 	}
-	m := make(map[Name]*positions, len(x.actions)+1)
-	for a, p := range x.actions {
-		m[a] = p
+	if x.ch.n.Load() != pos {
+		return nil
 	}
-	p := newPositions()
-	x.ownRoom.Add(int64(p.add(pos)))
-	m[action] = p
-	return &contactIndex{actions: m, shared: x.shared, ownRoom: x.ownRoom}
+	m := make(map[Name]int32, len(x.slots)+1)
+	for a, slot := range x.slots {
+		m[a] = slot
+	}
+	slot := x.ch.addSlot()
+	m[action] = slot
+	x.ch.link(slot, pos)
+	return &contactIndex{slots: m, ch: x.ch}
 }
 
 // IndexedActions is the number of actions in c's contact index, 0
@@ -162,20 +155,19 @@ func (c *Customer) IndexedActions() int {
 	if c == nil || c.index == nil {
 		return 0
 	}
-	return len(c.index.actions)
+	return len(c.index.slots)
 }
 
-// IndexRoom is the room of c's contact index's position lists (the
-// shared array they were built in and the capacities of the arrays of
-// those that moved out of it or never were in it, summed), 0 without
-// one: with IndexedActions, what a store needs to account for the
-// index's memory. O(1): the index keeps the sum as its lists grow. It
-// is the newest version's room, shared by the older versions of c.
+// IndexRoom is the room of c's contact index's arrays of int32 (its
+// links, one per contact and as many as the history has room for, and
+// its newest position per action), 0 without one: with IndexedActions, what a store
+// needs to account for the index's memory. It is the newest version's
+// room, shared by the older versions of c.
 func (c *Customer) IndexRoom() int {
 	if c == nil || c.index == nil {
 		return 0
 	}
-	return len(c.index.shared) + int(c.index.ownRoom.Load())
+	return int(c.index.ch.room.Load())
 }
 
 // CountContacts counts the contacts of action with outcome o whose time is
@@ -199,15 +191,16 @@ func (c *Customer) countContacts(action Name, o Outcome, from, to, limit int64) 
 	cs := c.Contacts
 	var n int64
 	if x := c.index; x != nil {
-		p := x.actions[action]
-		if p == nil {
+		slot, ok := x.slots[action]
+		if !ok {
 			return 0
 		}
-		ps := p.load()
-		for i := len(ps) - 1; i >= 0 && n < limit; i-- {
-			pos := int(ps[i])
-			if pos >= len(cs) {
-				continue // appended by a newer version
+		// last before prev: see chains.
+		pos := (*x.ch.last.Load())[slot].Load()
+		prev := *x.ch.prev.Load()
+		for ; pos >= 0 && n < limit; pos = prev[pos] {
+			if int(pos) >= len(cs) {
+				continue // linked by a newer version
 			}
 			k := &cs[pos]
 			if k.At < from {

@@ -270,7 +270,9 @@ func (c *Customer) AppendContacts(cts []Contact) *Customer {
 		if n == 0 || out.Contacts[n-1].At <= ct.At {
 			out.Contacts = append(out.Contacts, ct)
 			if out.index != nil && !newArray {
-				out.index = out.index.with(ct.Action, int32(n))
+				if out.index = out.index.with(ct.Action, int32(n)); out.index == nil {
+					newArray = true // stale: rebuild
+				}
 			}
 		} else {
 			newArray = true

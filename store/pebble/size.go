@@ -37,9 +37,9 @@ import (
 //   - Contacts' actions and channels are names (store.Name), shared by
 //     every customer, so they are not counted; each contact counts its
 //     store.Contact in the slice's capacity, a pointer-free array.
-//   - A long history keeps a contact index (store/index.go): per action
-//     (Customer.IndexedActions), a map slot, a list and an array of int32
-//     positions (their room: Customer.IndexRoom).
+//   - A long history keeps a contact index (store/index.go): an 88-byte
+//     object, a map slot per action (Customer.IndexedActions), and arrays
+//     of int32 (their room: Customer.IndexRoom).
 const (
 	sizeClassMax   = 32768 // the largest size class
 	pageBytes      = 8192  // large objects take whole pages
@@ -55,12 +55,12 @@ const (
 	ifaceBytes     = 16
 
 	// Slots of the maps of a customer: key and element, padded to 8.
-	attrSlot    = 16 + 16   // string → any
-	eventSlot   = 16 + 8    // string → *EventStats
-	outcomeSlot = 4 + 4     // store.Name → uint8
-	indexSlot   = 4 + 4 + 8 // store.Name → *positions
+	attrSlot    = 16 + 16 // string → any
+	eventSlot   = 16 + 8  // string → *EventStats
+	outcomeSlot = 4 + 4   // store.Name → uint8
+	indexSlot   = 4 + 4   // store.Name → int32
 
-	indexList = 16 // store.positions: an atomic pointer and an int32
+	indexStruct = 88 // store.contactIndex, its chains and their first headers
 
 	customerStruct = int(unsafe.Sizeof(store.Customer{}))
 	statsStruct    = int(unsafe.Sizeof(store.EventStats{}))
@@ -161,8 +161,7 @@ func customerBytes(c *store.Customer, record int) int {
 		n += mapBytes(len(c.Outcomes), outcomeSlot)
 	}
 	if a := c.IndexedActions(); a > 0 {
-		n += allocBytes(8, true) + mapBytes(a, indexSlot) +
-			a*(allocBytes(indexList, true)+allocBytes(sliceHeader, true)) + 4*c.IndexRoom()
+		n += allocBytes(indexStruct, true) + mapBytes(a, indexSlot) + 4*c.IndexRoom()
 	}
 	return n + allocBytes(max(strs, record), false)
 }
