@@ -78,11 +78,22 @@ func TestNewNameBounded(t *testing.T) {
 	}
 }
 
-func TestInternBytesAllocs(t *testing.T) {
+// TestNameAllocs: a known name costs no allocation, whichever way it is
+// looked up (a decision interns its actions and channels).
+func TestNameAllocs(t *testing.T) {
 	b := []byte("interned-action-y")
+	s := string(b[:len(b)-1]) // not a constant
 	InternBytes(b)
-	if a := testing.AllocsPerRun(100, func() { InternBytes(b) }); a != 0 {
-		t.Errorf("%v allocations to look up a known name", a)
+	Intern(s)
+	for name, f := range map[string]func(){
+		"InternBytes": func() { InternBytes(b) },
+		"Intern":      func() { Intern(s) },
+		"NewName":     func() { NewName(s) },
+		"LookupName":  func() { LookupName(s) },
+	} {
+		if a := testing.AllocsPerRun(100, f); a != 0 {
+			t.Errorf("%s: %v allocations for a known name", name, a)
+		}
 	}
 }
 
