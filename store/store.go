@@ -179,7 +179,7 @@ func (c *Customer) PruneContacts(cutoff int64) {
 // day for a 30-day one: a runaway client, a bot or an id shared by many
 // visitors. The bound keeps such a customer from costing every cache miss
 // a read of an unbounded history and the cache the memory of it (5,000
-// contacts are about 250 KB decoded and a few hundred microseconds to
+// contacts are about 150 KB decoded and a few hundred microseconds to
 // read; the benchmark's Zipf-distributed ids make its hottest customers
 // reach the bound within seconds).
 const MaxContacts = 5000
