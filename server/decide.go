@@ -469,7 +469,7 @@ func appendExplain(b []byte, e *engine.Explain) []byte {
 
 // channelName is the name of the channel a decision served an action on,
 // which the request may have named: once the table of names is full, a
-// channel neither seen before nor defined by the ruleset is recorded as
+// channel neither seen before nor used by the ruleset is recorded as
 // no channel (store.Name 0) rather than fail a decision already made.
 func (s *Server) channelName(ch string) store.Name {
 	n, _ := s.newName(ch) // 0 on error

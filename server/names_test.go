@@ -55,6 +55,35 @@ func TestNamesFull(t *testing.T) {
 	if n := h.metric("nudge_names_refused_total"); n != 4 {
 		t.Errorf("nudge_names_refused_total %v; want 4", n)
 	}
+
+	// A ruleset whose only mention of a channel is a policy's cap: the
+	// decisions on it keep the channel, so the cap holds, and feedback
+	// may name it.
+	h.src.mu.Lock()
+	h.src.rs = mustCompile(t, `
+actions:
+  - id: promo
+    placements: [hero]
+    content: {title: hi}
+policies:
+  - id: sms-cap
+    cap: {max: 1, window: 7d, channels: [sms-only-in-a-policy]}
+placements:
+  hero: {limit: 1}
+`)
+	h.src.mu.Unlock()
+	for range 3 {
+		h.ok(h.do("POST", "/v1/decide", `{"customer_id":"c2","placement":"hero","channel":"sms-only-in-a-policy"}`), 200)
+	}
+	h.ok(h.do("POST", "/v1/feedback", `{"decision_id":"d","customer_id":"c2","action":"promo","channel":"sms-only-in-a-policy","outcome":"click"}`), 202)
+	c, _ = h.st.Customer("c2")
+	got = got[:0]
+	for _, k := range c.Contacts {
+		got = append(got, k.Action.String()+"/"+k.Outcome.String()+"/"+k.Channel.String())
+	}
+	if want := "[promo/served/sms-only-in-a-policy promo/click/sms-only-in-a-policy]"; fmt.Sprint(got) != want {
+		t.Errorf("contacts under the capping policy %v; want %s", got, want)
+	}
 	if n := h.metric("nudge_names"); n != float64(store.NumNames()) || n < store.MaxNames {
 		t.Errorf("nudge_names %v; the table holds %d", n, store.NumNames())
 	}

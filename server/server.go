@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/nudge-engine/nudge/engine"
+	"github.com/nudge-engine/nudge/rules"
 	"github.com/nudge-engine/nudge/store"
 )
 
@@ -37,6 +38,11 @@ type Server struct {
 	inflight atomic.Int64
 	closing  atomic.Bool
 	decides  sync.Pool // *decideCall
+
+	// named is the last ruleset whose names newName interned, once the
+	// table of names refused one (see newName).
+	namedMu sync.Mutex
+	named   *rules.Ruleset
 }
 
 // New returns a server over the store st, the rules of src and the engine

@@ -24,7 +24,7 @@ func checkID(field, id string) *apiError {
 // brings, which checkID has validated. The table of names is bounded
 // (store.MaxNames): once it is full, a name never seen before is refused,
 // so that a client naming ever new actions cannot grow it, unless the
-// active ruleset defines it.
+// active ruleset uses it.
 func (s *Server) name(field, v string) (store.Name, *apiError) {
 	n, err := s.newName(v)
 	if err != nil {
@@ -33,40 +33,59 @@ func (s *Server) name(field, v string) (store.Name, *apiError) {
 	return n, nil
 }
 
-// newName is store.NewName, which the names of the active ruleset always
-// pass; a refusal is counted.
+// newName is store.NewName, which every name the active ruleset uses
+// passes: when the table refuses one, the ruleset's names are interned
+// (once per ruleset) and v is looked up again. A refusal is counted.
 func (s *Server) newName(v string) (store.Name, error) {
 	n, err := store.NewName(v)
 	if err == nil {
 		return n, nil
 	}
-	if definedBy(s.src.Current(), v) {
-		return store.Intern(v), nil
+	if rs := s.src.Current(); rs != nil {
+		s.namedMu.Lock()
+		if s.named != rs {
+			internNames(rs)
+			s.named = rs
+		}
+		s.namedMu.Unlock()
+		if n, ok := store.LookupName(v); ok {
+			return n, nil
+		}
 	}
 	s.m.namesRefused.Inc()
 	return 0, err
 }
 
-// definedBy reports whether the ruleset rs (nil: none) has an action or a
-// channel called v.
-func definedBy(rs *rules.Ruleset, v string) bool {
-	if rs == nil {
-		return false
-	}
-	if rs.Action(v) != nil {
-		return true
+// internNames interns the action and channel names rs uses: its actions,
+// its channels, the channels its actions list and those and the actions
+// its policies filter on.
+func internNames(rs *rules.Ruleset) {
+	for _, a := range rs.Actions {
+		store.Intern(a.ID)
+		for _, ch := range a.Channels {
+			store.Intern(ch)
+		}
 	}
 	for _, c := range rs.Channels {
-		if c.ID == v {
-			return true
+		store.Intern(c.ID)
+	}
+	for _, p := range rs.Policies {
+		for _, f := range []*rules.Filter{p.Suppress, capFilter(p.Cap)} {
+			if f == nil {
+				continue
+			}
+			for _, v := range slices.Concat(f.Actions, f.Channels) {
+				store.Intern(v)
+			}
 		}
 	}
-	for _, a := range rs.Actions {
-		if slices.Contains(a.Channels, v) {
-			return true
-		}
+}
+
+func capFilter(c *rules.PolicyCap) *rules.Filter {
+	if c == nil {
+		return nil
 	}
-	return false
+	return &c.Filter
 }
 
 // checkEventType validates an event type with store.ValidateEventType.
