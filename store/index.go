@@ -46,14 +46,17 @@ type chains struct {
 // link makes pos the newest position of slot; it returns false when pos
 // is not the next position to link, that is when a newer version that was
 // then discarded (its write failed) linked positions beyond the current
-// newest: the caller rebuilds the index.
-func (ch *chains) link(slot, pos int32) bool {
+// newest: the caller rebuilds the index. room is the capacity of the
+// contacts' array, which prev grows to when it is full, so that the links
+// grow when the history's array does (a store re-estimates a customer's
+// memory then).
+func (ch *chains) link(slot, pos, room int32) bool {
 	if ch.n.Load() != pos {
 		return false
 	}
 	prev := *ch.prev.Load()
 	if int(pos) == len(prev) {
-		grown := make([]int32, max(2*len(prev), 16))
+		grown := make([]int32, max(room, pos+1))
 		copy(grown, prev)
 		ch.room.Add(int32(len(grown) - len(prev)))
 		ch.prev.Store(&grown)
@@ -127,10 +130,11 @@ func buildIndex(cs []Contact) *contactIndex {
 
 // with returns the index with position pos of action linked: x itself,
 // a new index sharing x's chains when action is new, or nil when x is
-// stale (see chains.link) and must be rebuilt.
-func (x *contactIndex) with(action Name, pos int32) *contactIndex {
+// stale (see chains.link) and must be rebuilt. room is the capacity of
+// the contacts' array.
+func (x *contactIndex) with(action Name, pos, room int32) *contactIndex {
 	if slot, ok := x.slots[action]; ok {
-		if !x.ch.link(slot, pos) {
+		if !x.ch.link(slot, pos, room) {
 			return nil
 		}
 		return x
@@ -144,7 +148,7 @@ func (x *contactIndex) with(action Name, pos int32) *contactIndex {
 	}
 	slot := x.ch.addSlot()
 	m[action] = slot
-	x.ch.link(slot, pos)
+	x.ch.link(slot, pos, room)
 	return &contactIndex{slots: m, ch: x.ch}
 }
 

@@ -6,7 +6,9 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -100,45 +102,85 @@ func TestContactIndex(t *testing.T) {
 	checkCounts(t, "copy", cp, r)
 }
 
-// TestContactIndexConcurrent: readers of older versions count while the
-// writer appends to the shared history and index (run with -race).
+// TestContactIndexConcurrent: readers count on the newest and on older
+// versions, compared with the definition, while the writer appends to the
+// shared history and index: new actions (slots), growth of the arrays,
+// out-of-order inserts, discarded versions (a failed write), prunes and
+// copies (run with -race).
 func TestContactIndexConcurrent(t *testing.T) {
-	cur := &Customer{ID: "x", Outcomes: map[Name]uint8{}}
-	for i := range 100 {
-		cur = cur.AppendContacts([]Contact{{Action: Intern(fmt.Sprintf("a%d", i%4)), At: int64(i)}})
-	}
-	if cur.index == nil {
-		t.Fatal("no index after 100 contacts")
-	}
-	snap := cur
-	want := naiveCount(snap.Contacts, "a1", Served, 0, math.MaxInt64, math.MaxInt64)
-	var wg sync.WaitGroup
+	sec := int64(time.Second)
+	var published atomic.Pointer[[]*Customer]
+	published.Store(&[]*Customer{})
 	stop := make(chan struct{})
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	var wg sync.WaitGroup
+	var checks atomic.Int64
+	for g := range 2 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 11))
 			for {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				if got := snap.CountContacts("a1", Served, 0, math.MaxInt64, math.MaxInt64); got != want {
-					t.Errorf("an older version counted %d; want %d", got, want)
+				vs := *published.Load()
+				if len(vs) == 0 {
+					continue
+				}
+				v := vs[len(vs)-1]
+				if r.IntN(2) == 0 {
+					v = vs[r.IntN(len(vs))]
+				}
+				if len(v.Contacts) == 0 {
+					continue
+				}
+				action := fmt.Sprintf("c%d", r.IntN(50))
+				o := Outcome(r.IntN(int(Holdout)))
+				from := v.Contacts[len(v.Contacts)-1].At - r.Int64N(300*sec)
+				got := v.CountContacts(action, o, from, math.MaxInt64, math.MaxInt64)
+				if want := naiveCount(v.Contacts, action, o, from, math.MaxInt64, math.MaxInt64); got != want {
+					t.Errorf("a version of %d contacts counted %d %s/%v; want %d", len(v.Contacts), got, action, o, want)
 					return
 				}
+				checks.Add(1)
 			}
-		}()
+		})
 	}
-	for i := 100; i < 5000; i++ {
-		cur = cur.AppendContacts([]Contact{{Action: Intern(fmt.Sprintf("a%d", i%7)), At: int64(i)}})
+	r := rand.New(rand.NewPCG(12, 13))
+	cur := &Customer{ID: "x", Outcomes: map[Name]uint8{}}
+	at := int64(1_000_000) * sec
+	for step := range 6000 {
+		var cts []Contact
+		for range 1 + r.IntN(3) {
+			at += r.Int64N(2 * sec)
+			k := Contact{Action: Intern(fmt.Sprintf("c%d", r.IntN(1+min(step/100, 49)))), Outcome: Outcome(r.IntN(int(Holdout))), At: at}
+			if r.IntN(50) == 0 {
+				k.At -= 30 * sec // out of order: a new array
+			}
+			cts = append(cts, k)
+		}
+		next := cur.AppendContacts(cts)
+		if r.IntN(8) == 0 {
+			continue // discarded: the next append starts from cur again
+		}
+		switch r.IntN(60) {
+		case 0:
+			next, _ = next.Pruned(next.Contacts[len(next.Contacts)/3].At)
+		case 1:
+			next = next.CopySharingContacts()
+		}
+		cur = next
+		vs := append(*published.Load(), cur)
+		vs = slices.Clone(vs[max(0, len(vs)-200):])
+		published.Store(&vs)
 	}
 	close(stop)
 	wg.Wait()
-	if got, want := cur.CountContacts("a6", Served, 0, math.MaxInt64, math.MaxInt64), naiveCount(cur.Contacts, "a6", Served, 0, math.MaxInt64, math.MaxInt64); got != want {
-		t.Errorf("newest: %d; want %d", got, want)
+	if checks.Load() == 0 {
+		t.Error("the readers checked nothing")
 	}
+	t.Logf("%d counts checked", checks.Load())
+	checkCounts(t, "newest", cur, r)
 }
 
 // TestBuildIndexAllocs: building the index of a loaded history (a cache
@@ -230,6 +272,11 @@ func TestIndexRoomKept(t *testing.T) {
 		}
 		if got, want := c.IndexRoom(), roomByWalk(c); got != want {
 			t.Fatalf("step %d (%d contacts, %d actions): IndexRoom %d; want %d", step, len(c.Contacts), c.IndexedActions(), got, want)
+		}
+		// The links grow with the history's array, when a store
+		// re-estimates the customer's memory.
+		if links := len(*c.index.ch.prev.Load()); links != cap(c.Contacts) {
+			t.Fatalf("step %d: %d links for a history of capacity %d", step, links, cap(c.Contacts))
 		}
 	}
 }

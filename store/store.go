@@ -270,7 +270,7 @@ func (c *Customer) AppendContacts(cts []Contact) *Customer {
 		if n == 0 || out.Contacts[n-1].At <= ct.At {
 			out.Contacts = append(out.Contacts, ct)
 			if out.index != nil && !newArray {
-				if out.index = out.index.with(ct.Action, int32(n)); out.index == nil {
+				if out.index = out.index.with(ct.Action, int32(n), int32(cap(out.Contacts))); out.index == nil {
 					newArray = true // stale: rebuild
 				}
 			}

@@ -607,9 +607,10 @@ func (s *Store) cacheLocked(id string, e *entry, c *store.Customer, size int) {
 	e.c.Store(c)
 	// Record, once per decision, changes the contacts only, appended in
 	// place: the estimate, which walks the attributes and events, changes
-	// only when the contacts' array, the outcome summary or the index's
-	// actions grow. A write that leaves the record's size as it was
-	// leaves the attributes' and events' memory within a few bytes.
+	// only when the contacts' array (and with it the index's links), the
+	// outcome summary or the index's actions grow. A write that leaves
+	// the record's size as it was leaves the attributes' and events'
+	// memory within a few bytes.
 	if old != nil && c != nil && size == e.size && cap(c.Contacts) == cap(old.Contacts) &&
 		len(c.Outcomes) == len(old.Outcomes) && c.IndexedActions() == old.IndexedActions() {
 		return
