@@ -1,7 +1,6 @@
 package server
 
 import (
-	"slices"
 	"time"
 
 	"github.com/nudge-engine/nudge/rules"
@@ -70,22 +69,17 @@ func internNames(rs *rules.Ruleset) {
 		store.Intern(c.ID)
 	}
 	for _, p := range rs.Policies {
-		for _, f := range []*rules.Filter{p.Suppress, capFilter(p.Cap)} {
-			if f == nil {
-				continue
-			}
-			for _, v := range slices.Concat(f.Actions, f.Channels) {
-				store.Intern(v)
-			}
+		f := p.Suppress // exactly one of Suppress and Cap is set
+		if p.Cap != nil {
+			f = &p.Cap.Filter
+		}
+		for _, v := range f.Actions {
+			store.Intern(v)
+		}
+		for _, v := range f.Channels {
+			store.Intern(v)
 		}
 	}
-}
-
-func capFilter(c *rules.PolicyCap) *rules.Filter {
-	if c == nil {
-		return nil
-	}
-	return &c.Filter
 }
 
 // checkEventType validates an event type with store.ValidateEventType.
