@@ -671,17 +671,50 @@ func (st *state) policyCount(pi int) int64 {
 	if n := st.policyUse[pi]; n >= 0 {
 		return n
 	}
-	pc := st.rs.Policies[pi].Cap
-	cutoff := st.now - int64(pc.Window)
+	n := policyContacts(st.cust, st.rs.Policies[pi].Cap, st.now)
+	st.policyUse[pi] = n
+	return n
+}
+
+// policyContacts counts c's contacts in the window of pc ending at now
+// that pc counts, up to pc.Max. A hot customer's window holds thousands
+// of contacts, so it first asks the Outcomes summary whether any can
+// count (a cap on dismissals of offers, say, for a customer who never
+// dismissed one), and compares channels as store.Names, not strings.
+func policyContacts(c *store.Customer, pc *rules.PolicyCap, now int64) int64 {
+	o := store.Outcome(pc.Outcome)
+	if !c.MayHaveOutcome(o, pc.CountsAction) {
+		return 0
+	}
+	var buf [4]store.Name
+	chans := buf[:0]
+	for _, ch := range pc.Channels {
+		if n, ok := store.LookupName(ch); ok {
+			chans = append(chans, n)
+		}
+	}
+	if len(pc.Channels) > 0 && len(chans) == 0 {
+		return 0 // no contact was ever on one of its channels
+	}
+	// The action filter is a lookup by id; successive contacts mostly
+	// repeat an action, so the last answer is kept.
+	filtered := pc.FiltersActions()
+	lastAction, lastCounts := store.Name(0), pc.CountsAction("")
+	cutoff := now - int64(pc.Window)
 	var n int64
-	cs := st.cust.Contacts
+	cs := c.Contacts
 	for i := len(cs) - 1; i >= 0 && cs[i].At >= cutoff && n < pc.Max; i-- {
-		c := &cs[i]
-		if c.At <= st.now && uint8(c.Outcome) == pc.Outcome && pc.CountsChannel(c.Channel.String()) && pc.CountsAction(c.Action.String()) {
+		k := &cs[i]
+		if k.At > now || k.Outcome != o || (len(chans) > 0 && !slices.Contains(chans, k.Channel)) {
+			continue
+		}
+		if filtered && k.Action != lastAction {
+			lastAction, lastCounts = k.Action, pc.CountsAction(k.Action.String())
+		}
+		if !filtered || lastCounts {
 			n++
 		}
 	}
-	st.policyUse[pi] = n
 	return n
 }
 

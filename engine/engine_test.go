@@ -10,6 +10,7 @@ import (
 	"github.com/nudge-engine/nudge/bench/workload"
 	"github.com/nudge-engine/nudge/engine"
 	"github.com/nudge-engine/nudge/rules"
+	"github.com/nudge-engine/nudge/store"
 	"github.com/nudge-engine/nudge/store/memstore"
 )
 
@@ -210,26 +211,43 @@ func benchDecide(b *testing.B, rs *rules.Ruleset, src engine.Source, reqs []*eng
 }
 
 // BenchmarkDecideDemo decides the demo storefront's test requests for
-// their customers.
+// their customers, as the tests give them (history=test) and with 5,000
+// more contacts each, served on the web over the 3.5 days before the
+// decision: the history of the benchmark's hottest customers, which reach
+// store.MaxContacts.
 func BenchmarkDecideDemo(b *testing.B) {
 	rs, err := rules.LoadDir("../testdata/storefront/rules")
 	if err != nil {
 		b.Fatal(err)
 	}
-	src := memstore.New()
-	var reqs []*engine.Request
-	for i, t := range rs.Tests {
-		c := engine.CustomerFromTest(t.Customer)
-		c.ID = fmt.Sprintf("%s-%d", c.ID, i)
-		src.Put(c)
-		now := t.Now
-		if now.IsZero() {
-			now = benchNow
+	for _, extra := range []int{0, store.MaxContacts} {
+		name := "history=test"
+		if extra > 0 {
+			name = fmt.Sprintf("history=%d", extra)
 		}
-		reqs = append(reqs, &engine.Request{CustomerID: c.ID, Placements: t.Request.Placements,
-			Channel: t.Request.Channel, Context: t.Request.Context, Now: now, Seed: uint64(i)})
+		b.Run(name, func(b *testing.B) {
+			src := memstore.New()
+			var reqs []*engine.Request
+			for i, t := range rs.Tests {
+				c := engine.CustomerFromTest(t.Customer)
+				c.ID = fmt.Sprintf("%s-%d", c.ID, i)
+				now := t.Now
+				if now.IsZero() {
+					now = benchNow
+				}
+				for k := range extra {
+					a := rs.Actions[k%len(rs.Actions)]
+					c.AddContact(store.Contact{Action: store.Intern(a.ID), Channel: store.Intern("web"),
+						At: now.Add(-time.Duration(extra-k) * time.Minute).UnixNano()})
+				}
+				c.Summarize()
+				src.Put(c)
+				reqs = append(reqs, &engine.Request{CustomerID: c.ID, Placements: t.Request.Placements,
+					Channel: t.Request.Channel, Context: t.Request.Context, Now: now, Seed: uint64(i)})
+			}
+			benchDecide(b, rs, src, reqs)
+		})
 	}
-	benchDecide(b, rs, src, reqs)
 }
 
 // BenchmarkDecideGenerated decides two placements of a generated ruleset

@@ -297,6 +297,10 @@ func (c *PolicyCap) CountsAction(id string) bool {
 	return c.matches == nil || c.matches[id]
 }
 
+// FiltersActions reports whether CountsAction can be false: the filter
+// has kinds, tags or actions.
+func (c *PolicyCap) FiltersActions() bool { return c.matches != nil }
+
 // CountsChannel reports whether the channel is within the cap's filter.
 func (c *PolicyCap) CountsChannel(ch string) bool {
 	if len(c.Channels) == 0 {

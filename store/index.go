@@ -230,6 +230,23 @@ func (c *Customer) HadOutcome(action string, o Outcome, to int64) bool {
 	return c.CountContacts(action, o, math.MinInt64, to, 1) > 0
 }
 
+// MayHaveOutcome reports whether some contact of c may have outcome o with
+// an action that counts accepts. It is false only when the Outcomes
+// summary rules every such contact out, so that a count of them can skip
+// the history: o is not Served (which the summary leaves out), and no
+// action counts accepts has o in it. Without a summary it is true.
+func (c *Customer) MayHaveOutcome(o Outcome, counts func(action string) bool) bool {
+	if c.Outcomes == nil || o == Served || o >= 8 {
+		return true
+	}
+	for a, bits := range c.Outcomes {
+		if bits&(1<<o) != 0 && counts(a.String()) {
+			return true
+		}
+	}
+	return false
+}
+
 // Summarize rebuilds what a store keeps beside the contacts, the Outcomes
 // summary and the contact index, after the owner of c has set its
 // Contacts.

@@ -1,0 +1,4 @@
+package engine
+
+// PolicyContacts exposes policyContacts to the external tests.
+var PolicyContacts = policyContacts
