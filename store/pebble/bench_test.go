@@ -171,37 +171,48 @@ func BenchmarkAddEvents(b *testing.B) {
 // BenchmarkAddEventsUncached commits batches of 100 events for 100
 // customers that are not cached (10,000 customers, a 1 MiB cache), each
 // batch synced: the main records are read, their events changed and
-// written back.
+// written back. The events are views, the largest of a customer's three
+// types (types=view), or in turn views, purchases, carts and a type the
+// customers do not have (types=4, like nudge-bench's mix).
 func BenchmarkAddEventsUncached(b *testing.B) {
-	s, err := Open(Options{Dir: b.TempDir(), CacheMB: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	const n = 10000
-	batch := make([]*store.Customer, n)
-	for i := range batch {
-		batch[i] = typicalCustomer(fmt.Sprint("c", i))
-	}
-	if err := s.Import(batch); err != nil {
-		b.Fatal(err)
-	}
-	events := make([]store.Event, 100)
-	b.ReportAllocs()
-	cpu0 := cpuTime()
-	i := 0
-	for b.Loop() {
-		for j := range events {
-			events[j] = store.Event{CustomerID: fmt.Sprint("c", (i*100+j)%n), Type: "view", At: time.Now().UnixNano(), Value: 1}
+	for _, types := range [][]string{{"view"}, {"view", "purchase", "cart", "add_to_cart"}} {
+		name := "types=view"
+		if len(types) > 1 {
+			name = fmt.Sprintf("types=%d", len(types))
 		}
-		if err := s.AddEvents(events); err != nil {
-			b.Fatal(err)
-		}
-		i++
+		b.Run(name, func(b *testing.B) {
+			s, err := Open(Options{Dir: b.TempDir(), CacheMB: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			const n = 10000
+			batch := make([]*store.Customer, n)
+			for i := range batch {
+				batch[i] = typicalCustomer(fmt.Sprint("c", i))
+			}
+			if err := s.Import(batch); err != nil {
+				b.Fatal(err)
+			}
+			events := make([]store.Event, 100)
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			i := 0
+			for b.Loop() {
+				for j := range events {
+					events[j] = store.Event{CustomerID: fmt.Sprint("c", (i*100+j)%n), Type: types[(i+j)%len(types)], At: time.Now().UnixNano(), Value: 1}
+				}
+				if err := s.AddEvents(events); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			// The time of a batch is mostly its fsync's; the CPU it costs
+			// (the process's, Pebble's work included) is what a change of
+			// code moves.
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
 	}
-	// The time of a batch is mostly its fsync's; the CPU it costs (the
-	// process's, Pebble's work included) is what a change of code moves.
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // cpuTime is the CPU time the process has used (user and system).

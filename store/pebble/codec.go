@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"slices"
 	"sort"
 
@@ -94,17 +95,27 @@ var errCorrupt = errors.New("corrupt record")
 // appendCustomer appends the main record of c (its id and contacts
 // excluded) to b.
 func appendCustomer(b []byte, c *store.Customer) ([]byte, error) {
-	return appendRecord(b, c, "")
+	return appendRecord(b, c, kept{})
 }
 
-// appendRecord is appendCustomer, with the attributes taken as encoded in
-// attrs (see decodeEvents) instead of from c when attrs is not empty.
-func appendRecord(b []byte, c *store.Customer, attrs string) ([]byte, error) {
+// kept is what decodeEvents leaves encoded in a main record, for
+// appendRecord to write back byte for byte: the attributes, and the event
+// types that the write does not touch.
+type kept struct {
+	attrs  string   // empty: none kept
+	events []string // runs of encoded event types, slices of the record
+	n      int      // how many types events holds
+}
+
+// appendRecord is appendCustomer, with what k keeps taken as encoded: the
+// attributes instead of c's when k.attrs is not empty, and k's event
+// types besides c's (which must not repeat them).
+func appendRecord(b []byte, c *store.Customer, k kept) ([]byte, error) {
 	b = append(b, recordV2)
 	var err error
 	switch {
-	case attrs != "":
-		b = append(b, attrs...)
+	case k.attrs != "":
+		b = append(b, k.attrs...)
 	case c.Attributes == nil:
 		b = append(b, tagNull)
 	default:
@@ -113,7 +124,7 @@ func appendRecord(b []byte, c *store.Customer, attrs string) ([]byte, error) {
 		}
 	}
 
-	b = binary.AppendUvarint(b, uint64(len(c.Events)))
+	b = binary.AppendUvarint(b, uint64(len(c.Events)+k.n))
 	types := make([]string, 0, len(c.Events))
 	for t := range c.Events {
 		types = append(types, t)
@@ -142,7 +153,9 @@ func appendRecord(b []byte, c *store.Customer, attrs string) ([]byte, error) {
 			prev = r.At
 		}
 	}
-
+	for _, run := range k.events {
+		b = append(b, run...)
+	}
 	return b, nil
 }
 
@@ -276,6 +289,52 @@ func (d *decoder) uvarint() uint64 {
 	}
 	d.fail()
 	return 0
+}
+
+// skipVarint passes over a varint, failing where uvarint would. One of
+// up to 8 bytes (all but the largest) ends at the first of the next 8
+// bytes whose high bit is clear.
+func (d *decoder) skipVarint() {
+	if len(d.s)-d.i >= 8 {
+		x := binary.LittleEndian.Uint64([]byte(d.s[d.i : d.i+8]))
+		if m := ^x & 0x8080808080808080; m != 0 {
+			d.i += bits.TrailingZeros64(m)/8 + 1
+			return
+		}
+	}
+	for n := 0; n < binary.MaxVarintLen64 && d.i < len(d.s); n++ {
+		c := d.s[d.i]
+		d.i++
+		if c < 0x80 {
+			if n == binary.MaxVarintLen64-1 && c > 1 {
+				break // overflow
+			}
+			return
+		}
+	}
+	d.fail()
+}
+
+// skipFloat passes over a float, failing where float would: its kind is
+// in the low bits of its first byte, and floatBits is that one byte and
+// the 8 bytes of the float.
+func (d *decoder) skipFloat() {
+	if d.i >= len(d.s) {
+		d.fail()
+		return
+	}
+	switch c := d.s[d.i]; {
+	case c == floatBits:
+		if len(d.s)-d.i < 9 {
+			d.fail()
+			return
+		}
+		d.i += 9
+	case c&3 == floatInt || c&3 == floatCents:
+		d.skipVarint()
+	default:
+		d.fail()
+	}
 }
 
 func (d *decoder) varint() int64 {
@@ -425,26 +484,62 @@ func (d *decoder) attributes() map[string]any {
 	return nil
 }
 
-// decodeEvents decodes main record rec but its attributes: it returns a
-// customer with the record's events alone and the attributes as encoded
-// (a slice of rec), for appendRecord. An event written to a customer that
-// is not cached needs nothing else, and decoding the attributes to encode
-// them again cost most of such a write.
-func decodeEvents(id string, rec string) (*store.Customer, string, error) {
+// decodeEvents decodes main record rec for a write of events of the given
+// types: it returns a customer with the record's events of those types
+// alone, and keeps the attributes and the other types as encoded (slices
+// of rec), for appendRecord. An event written to a customer that is not
+// cached needs nothing else; decoding the attributes and the untouched
+// aggregates to encode them again cost most of such a write.
+func decodeEvents(id string, rec string, types []string) (*store.Customer, kept, error) {
 	d, err := recordDecoder(rec)
 	if err != nil {
-		return nil, "", err
+		return nil, kept{}, err
 	}
 	start := d.i
 	d.skip = true
 	d.attributes()
 	d.skip = false
-	attrs := rec[start:d.i]
-	c, err := d.events(&store.Customer{ID: id})
-	if err != nil {
-		return nil, "", err
+	k := kept{attrs: rec[start:d.i]}
+	c := &store.Customer{ID: id}
+	run := -1 // where the current run of kept types starts
+	for range d.count(6) {
+		at := d.i
+		t := d.string()
+		if !slices.Contains(types, t) {
+			if run < 0 {
+				run = at
+			}
+			d.eventStats(nil)
+			k.n++
+			if d.err != nil {
+				break
+			}
+			continue
+		}
+		if run >= 0 {
+			k.events = append(k.events, rec[run:at])
+			run = -1
+		}
+		if c.Events == nil {
+			c.Events = make(map[string]*store.EventStats, len(types))
+		}
+		s := new(store.EventStats)
+		d.eventStats(s)
+		c.Events[t] = s
+		if d.err != nil {
+			break
+		}
 	}
-	return c, attrs, nil
+	if run >= 0 {
+		k.events = append(k.events, rec[run:d.i])
+	}
+	if d.err == nil && d.i != len(d.s) {
+		d.fail()
+	}
+	if d.err != nil {
+		return nil, kept{}, d.err
+	}
+	return c, k, nil
 }
 
 // events decodes the rest of a main record, its events, into c.
@@ -453,32 +548,12 @@ func (d *decoder) events(c *store.Customer) (*store.Customer, error) {
 		c.Events = make(map[string]*store.EventStats, n)
 		stats := make([]store.EventStats, n) // one allocation for all types
 		for i := range stats {
-			s := &stats[i]
 			t := d.string()
-			s.Count = d.varint()
-			s.Sum = d.float()
-			s.First = d.varint()
-			s.Last = s.First + d.varint()
-			if nd := d.count(3); nd > 0 {
-				s.Days = make([]store.DayBucket, nd)
-				var day int64
-				for j := range s.Days {
-					day += d.varint()
-					s.Days[j] = store.DayBucket{Day: int32(day), Count: uint32(d.uvarint()), Sum: d.float()}
-				}
-			}
-			if nr := d.count(2); nr > 0 {
-				s.Recent = make([]store.Stamp, nr)
-				prev := s.Last
-				for j := range s.Recent {
-					prev += d.varint()
-					s.Recent[j] = store.Stamp{At: prev, Value: d.float()}
-				}
-			}
+			d.eventStats(&stats[i])
 			if d.err != nil {
 				return nil, d.err
 			}
-			c.Events[t] = s
+			c.Events[t] = &stats[i]
 		}
 	}
 
@@ -489,6 +564,47 @@ func (d *decoder) events(c *store.Customer) (*store.Customer, error) {
 		return nil, d.err
 	}
 	return c, nil
+}
+
+// eventStats decodes the aggregates of one event type into s, or skips
+// them if s is nil.
+func (d *decoder) eventStats(s *store.EventStats) {
+	if s == nil {
+		d.skipVarint() // count
+		d.skipFloat()  // sum
+		d.skipVarint() // first
+		d.skipVarint() // last
+		for range d.count(3) {
+			d.skipVarint() // day
+			d.skipVarint() // count
+			d.skipFloat()  // sum
+		}
+		for range d.count(2) {
+			d.skipVarint() // time
+			d.skipFloat()  // value
+		}
+		return
+	}
+	s.Count = d.varint()
+	s.Sum = d.float()
+	s.First = d.varint()
+	s.Last = s.First + d.varint()
+	if nd := d.count(3); nd > 0 {
+		s.Days = make([]store.DayBucket, nd)
+		var day int64
+		for j := range s.Days {
+			day += d.varint()
+			s.Days[j] = store.DayBucket{Day: int32(day), Count: uint32(d.uvarint()), Sum: d.float()}
+		}
+	}
+	if nr := d.count(2); nr > 0 {
+		s.Recent = make([]store.Stamp, nr)
+		prev := s.Last
+		for j := range s.Recent {
+			prev += d.varint()
+			s.Recent[j] = store.Stamp{At: prev, Value: d.float()}
+		}
+	}
 }
 
 // keyHistory appends the key of a customer's contact log: 'h' and the id

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -254,12 +255,24 @@ func FuzzDecodeCustomer(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		c, err := decodeCustomer("x", string(rec))
-		events, attrs, everr := decodeEvents("x", string(rec))
-		if (err == nil) != (everr == nil) {
-			t.Fatalf("decodeCustomer: %v; decodeEvents: %v", err, everr)
-		}
 		if err != nil {
+			if _, _, everr := decodeEvents("x", string(rec), nil); everr == nil {
+				t.Fatalf("decodeCustomer: %v; decodeEvents: no error", err)
+			}
 			return
+		}
+		// A write of events touches some of the record's types, every
+		// other one of them here, and a type it does not have.
+		var types []string
+		for i, typ := range slices.Sorted(maps.Keys(c.Events)) {
+			if i%2 == 0 {
+				types = append(types, typ)
+			}
+		}
+		types = append(types, "fuzz-new-type")
+		events, k, everr := decodeEvents("x", string(rec), types)
+		if everr != nil {
+			t.Fatalf("decodeCustomer: no error; decodeEvents: %v", everr)
 		}
 		// What decodes re-encodes to something that decodes the same.
 		again, err := appendCustomer(nil, c)
@@ -273,24 +286,48 @@ func FuzzDecodeCustomer(f *testing.F) {
 		if !containsNaN(c) && !reflect.DeepEqual(canon(c), canon(c2)) {
 			t.Fatalf("re-encoding changed the customer")
 		}
-		// The events alone are the record's, and with its attributes as
-		// encoded they make the same record again.
+		// The events decoded are the record's of those types, and with
+		// what was kept encoded they make the same record again.
 		if events.Attributes != nil {
 			t.Fatalf("decodeEvents decoded attributes %v", events.Attributes)
 		}
-		if !containsNaN(c) && !reflect.DeepEqual(canon(&store.Customer{ID: "x", Events: c.Events}), canon(events)) {
-			t.Fatalf("decodeEvents: events %+v; want %+v", events.Events, c.Events)
+		want := &store.Customer{ID: "x"}
+		for _, typ := range types {
+			if s, ok := c.Events[typ]; ok {
+				if want.Events == nil {
+					want.Events = map[string]*store.EventStats{}
+				}
+				want.Events[typ] = s
+			}
 		}
-		rebuilt, err := appendRecord(nil, events, attrs)
+		if !containsNaN(c) && !reflect.DeepEqual(canon(want), canon(events)) {
+			t.Fatalf("decodeEvents: events %+v; want %+v", events.Events, want.Events)
+		}
+		rebuilt, err := appendRecord(nil, events, k)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c3, err := decodeCustomer("x", string(rebuilt))
 		if err != nil {
-			t.Fatalf("decoding events and attributes %q: %v", attrs, err)
+			t.Fatalf("decoding events and what was kept %+v: %v", k, err)
 		}
 		if !containsNaN(c) && !reflect.DeepEqual(canon(c), canon(c3)) {
-			t.Fatalf("events and attributes as encoded: %+v; want %+v", c3, c)
+			t.Fatalf("events and what was kept: %+v; want %+v", c3, c)
+		}
+		// Events of the types decoded, written with what was kept, give
+		// what the same events give on the whole customer.
+		for _, typ := range types {
+			events.AddEvent(typ, 1_700_000_000_000_000_000, 2.5)
+			c.AddEvent(typ, 1_700_000_000_000_000_000, 2.5)
+		}
+		if rebuilt, err = appendRecord(nil, events, k); err != nil {
+			t.Fatal(err)
+		}
+		if c3, err = decodeCustomer("x", string(rebuilt)); err != nil {
+			t.Fatalf("decoding after events: %v", err)
+		}
+		if !containsNaN(c) && !reflect.DeepEqual(canon(c), canon(c3)) {
+			t.Fatalf("after events, written with what was kept: %+v; want %+v", c3, c)
 		}
 	})
 }
@@ -522,6 +559,63 @@ func testDecodeContactsAllocs(t *testing.T, actions int) {
 	for i := range got {
 		if got[i] != cts[i] {
 			t.Fatalf("contact %d: %+v; want %+v", i, got[i], cts[i])
+		}
+	}
+}
+
+// TestDecodeEventsKept: for every subset of a record's five event types,
+// and a type it lacks, decodeEvents decodes that subset alone, and events
+// of those types written with what it kept encoded give the record that
+// the same events give on the whole customer.
+func TestDecodeEventsKept(t *testing.T) {
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	all := []string{"a-cart", "b-purchase", "c-session", "d-view", "e-wish"}
+	c := &store.Customer{ID: "x", Attributes: map[string]any{"tier": "gold", "ltv": 12.5}}
+	for i, typ := range all {
+		for j := range 3 + 7*i {
+			c.AddEvent(typ, base+int64(j)*int64(19*time.Hour), float64(j)+0.25)
+		}
+	}
+	rec, err := appendCustomer(nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for mask := range 1 << len(all) {
+		types := []string{"new-type"}
+		for i, typ := range all {
+			if mask&(1<<i) != 0 {
+				types = append(types, typ)
+			}
+		}
+		got, k, err := decodeEvents("x", string(rec), types)
+		if err != nil {
+			t.Fatalf("%v: %v", types, err)
+		}
+		if len(got.Events)+k.n != len(all) || got.Attributes != nil {
+			t.Fatalf("%v: %d types decoded, %d kept, attributes %v", types, len(got.Events), k.n, got.Attributes)
+		}
+		whole, err := decodeCustomer("x", string(rec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range types {
+			if typ != "new-type" && !reflect.DeepEqual(got.Events[typ], whole.Events[typ]) {
+				t.Fatalf("%v: %s decoded as %+v; want %+v", types, typ, got.Events[typ], whole.Events[typ])
+			}
+			at := base + int64(40*24*time.Hour)
+			got.AddEvent(typ, at, 1)
+			whole.AddEvent(typ, at, 1)
+		}
+		out, err := appendRecord(nil, got, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := decodeCustomer("x", string(out))
+		if err != nil {
+			t.Fatalf("%v: the record written with what was kept: %v", types, err)
+		}
+		if !reflect.DeepEqual(canon(back), canon(whole)) {
+			t.Fatalf("%v: the record written with what was kept decodes to %+v; want %+v", types, back, whole)
 		}
 	}
 }

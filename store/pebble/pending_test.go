@@ -323,12 +323,12 @@ func TestPrereadCurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 		evict(id)
-		pre, err := s.preread([]string{id})
+		pre, err := s.preread([]string{id}, [][]string{{"view"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !current(&pre[0], id) || pre[0].c == nil || !strings.Contains(pre[0].attrs, "gold") {
-			t.Fatalf("%s: fresh read: current %v, %+v, attributes %q", name, current(&pre[0], id), pre[0].c, pre[0].attrs)
+		if !current(&pre[0], id) || pre[0].c == nil || !strings.Contains(pre[0].kept.attrs, "gold") {
+			t.Fatalf("%s: fresh read: current %v, %+v, attributes %q", name, current(&pre[0], id), pre[0].c, pre[0].kept.attrs)
 		}
 		if err := write(id); err != nil {
 			t.Fatal(err)

@@ -508,10 +508,10 @@ func (s *Store) read(id string) (*store.Customer, int, error) {
 
 // preread is a main record read without the stripe lock (see gens).
 type preread struct {
-	gen   uint64          // the stripe's write count before the read
-	c     *store.Customer // its events only (decodeEvents)
-	attrs string          // its attributes, encoded
-	ok    bool            // read (the customer was not cached)
+	gen  uint64          // the stripe's write count before the read
+	c    *store.Customer // the events of the batch's types only (decodeEvents)
+	kept kept            // the rest of the record, encoded
+	ok   bool            // read (the customer was not cached)
 }
 
 // preread reads and decodes the main records of the ids that are not
@@ -519,7 +519,7 @@ type preread struct {
 // locks (on which the batches of the hottest customers queue) for as
 // short as it can. A read whose stripe was written meanwhile is discarded
 // by the caller under the lock (current).
-func (s *Store) preread(ids []string) ([]preread, error) {
+func (s *Store) preread(ids []string, types [][]string) ([]preread, error) {
 	pre := make([]preread, len(ids))
 	for i, id := range ids {
 		if _, ok := s.cache.Get(id); ok {
@@ -532,11 +532,11 @@ func (s *Store) preread(ids []string) ([]preread, error) {
 		if err := s.pend.drainFor(st); err != nil {
 			return nil, err
 		}
-		c, attrs, err := s.readEvents(id)
+		c, k, err := s.readEvents(id, types[i])
 		if err != nil {
 			return nil, err
 		}
-		pre[i].c, pre[i].attrs, pre[i].ok = c, attrs, true
+		pre[i].c, pre[i].kept, pre[i].ok = c, k, true
 	}
 	return pre, nil
 }
@@ -576,18 +576,18 @@ func (s *Store) readMain(id string) (*store.Customer, int, error) {
 	return c, len(rec), nil
 }
 
-// readEvents reads the main record of id for a write of events without
-// its attributes (decodeEvents); nil if there is none.
-func (s *Store) readEvents(id string) (*store.Customer, string, error) {
+// readEvents reads the main record of id for a write of events of the
+// given types, decoding those alone (decodeEvents); nil if there is none.
+func (s *Store) readEvents(id string, types []string) (*store.Customer, kept, error) {
 	rec, ok, err := s.getMain(id)
 	if !ok {
-		return nil, "", err
+		return nil, kept{}, err
 	}
-	c, attrs, err := decodeEvents(id, rec)
+	c, k, err := decodeEvents(id, rec, types)
 	if err != nil {
-		return nil, "", fmt.Errorf("cannot decode customer %q: %w", id, err)
+		return nil, kept{}, fmt.Errorf("cannot decode customer %q: %w", id, err)
 	}
-	return c, attrs, nil
+	return c, k, nil
 }
 
 // cacheLocked makes c (nil: unknown) the cached value of id, whose main
@@ -679,10 +679,11 @@ type change struct {
 	e    *entry
 	c    *store.Customer // the new version; nil: deleted
 	main bool            // rewrite the main record
-	// attrs, if not empty, are the attributes to write, as encoded in the
-	// record c was read from (partial changes only: c has none).
-	attrs string
-	size  int // the main record's size (set by stage when main)
+	// kept is what to write as it was encoded in the record c was read
+	// from (partial changes only): the attributes, if not empty (c has
+	// none), and the event types c lacks.
+	kept kept
+	size int // the main record's size (set by stage when main)
 	// added are contacts of c to append to its contact log.
 	added []store.Contact
 	// replace sets the contact log to c's contacts (an import, a prune)
@@ -709,7 +710,7 @@ func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 		return b.Delete(keyHistory(scratch, ch.id), nil)
 	}
 	if ch.main {
-		rec, err := appendRecord(scratch, ch.c, ch.attrs)
+		rec, err := appendRecord(scratch, ch.c, ch.kept)
 		if err != nil {
 			return err
 		}
@@ -942,7 +943,7 @@ func (s *Store) AddEvents(events []store.Event) error {
 		// applied, and the hottest customers are in nearly every batch, so
 		// batches queue on them: read the records of uncached customers
 		// before taking the locks.
-		pre, err := s.preread(ids)
+		pre, err := s.preread(ids, types)
 		if err != nil {
 			return nil, err
 		}
@@ -955,18 +956,18 @@ func (s *Store) AddEvents(events []store.Event) error {
 			// cached needs its main record, not its contacts.
 			old, e := s.cachedLocked(id, &waited)
 			var c *store.Customer
-			var attrs string
+			var k kept
 			if e == nil {
 				// Read for this write alone: no copy needed, and the
 				// attributes are written back as they were read.
 				if pre[i].current(s, id) {
-					old, attrs = pre[i].c, pre[i].attrs
+					old, k = pre[i].c, pre[i].kept
 				} else {
 					if err := s.pend.drainFor(s.stripe(id)); err != nil {
 						return nil, err
 					}
 					var err error
-					if old, attrs, err = s.readEvents(id); err != nil {
+					if old, k, err = s.readEvents(id, types[i]); err != nil {
 						return nil, err
 					}
 				}
@@ -977,7 +978,7 @@ func (s *Store) AddEvents(events []store.Event) error {
 			if c == nil {
 				c = newCustomer(id)
 			}
-			ch := change{id: id, e: e, c: c, attrs: attrs, main: true, partial: e == nil && old != nil}
+			ch := change{id: id, e: e, c: c, kept: k, main: true, partial: e == nil && old != nil}
 			if !ch.partial {
 				ch.prune(cutoff, slack)
 			}
