@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -49,8 +50,31 @@ type Options struct {
 // a reload swaps rulesets without touching the engine. Safe for concurrent
 // use.
 type Engine struct {
-	opts Options
-	pool sync.Pool // *state
+	opts  Options
+	pool  sync.Pool // *state
+	names atomic.Pointer[actionNames]
+}
+
+// actionNames are the store.Names of a ruleset's actions, by Action.Index:
+// the caps and stop_after of every candidate count its contacts, and the
+// Name saves a lookup of its id in the table of names each time.
+type actionNames struct {
+	rs *rules.Ruleset
+	of []store.Name
+}
+
+// actionNames returns the Names of rs's actions, kept for the last
+// ruleset asked for (the active one, but for simulations and tests).
+func (e *Engine) actionNames(rs *rules.Ruleset) []store.Name {
+	if n := e.names.Load(); n != nil && n.rs == rs {
+		return n.of
+	}
+	n := &actionNames{rs: rs, of: make([]store.Name, len(rs.Actions))}
+	for i, a := range rs.Actions {
+		n.of[i] = store.Intern(a.ID)
+	}
+	e.names.Store(n)
+	return n.of
 }
 
 // New returns an engine.
@@ -259,14 +283,15 @@ type candidate struct {
 // state is the per-decision scratch space, pooled. It implements
 // rules.Funcs for the expressions of its decision.
 type state struct {
-	eng  *Engine
-	rs   *rules.Ruleset
-	src  Source
-	req  *Request
-	d    *Decision // being decided: render takes its maps
-	cust *store.Customer
-	id   string // the customer's id
-	now  int64
+	eng   *Engine
+	rs    *rules.Ruleset
+	names []store.Name // of rs's actions (Engine.actionNames)
+	src   Source
+	req   *Request
+	d     *Decision // being decided: render takes its maps
+	cust  *store.Customer
+	id    string // the customer's id
+	now   int64
 
 	env   *rules.Env
 	vms   []*vm.VM
@@ -310,6 +335,7 @@ func newState() *state {
 
 func (st *state) begin(e *Engine, rs *rules.Ruleset, src Source, req *Request, cust *store.Customer) {
 	st.eng, st.rs, st.src, st.req = e, rs, src, req
+	st.names = e.actionNames(rs)
 	if cust == nil {
 		cust = &store.Customer{ID: req.CustomerID}
 	}
@@ -623,7 +649,7 @@ func (st *state) check(a *rules.Action) (string, reason) {
 		}
 	}
 	for _, o := range a.StopAfter {
-		if st.hasOutcome(a.ID, o) {
+		if st.actionContacts(a, o, rules.WindowAll, 1) > 0 {
 			return "", reason{kind: rStopped, outcome: o}
 		}
 	}
@@ -636,7 +662,7 @@ func (st *state) check(a *rules.Action) (string, reason) {
 		}
 	}
 	for _, c := range a.Caps {
-		if st.contactsUpTo(a.ID, c.Outcome, c.Window, c.Max) >= c.Max {
+		if st.actionContacts(a, c.Outcome, c.Window, c.Max) >= c.Max {
 			return "", reason{kind: rCap, id: a.ID}
 		}
 	}
@@ -734,8 +760,14 @@ func (st *state) contactsUpTo(action string, outcome uint8, window time.Duration
 	return st.cust.CountContacts(action, store.Outcome(outcome), from, st.now, limit)
 }
 
-func (st *state) hasOutcome(action string, outcome uint8) bool {
-	return st.cust.HadOutcome(action, store.Outcome(outcome), st.now)
+// actionContacts is contactsUpTo for a candidate of the ruleset, counted
+// by its Name.
+func (st *state) actionContacts(a *rules.Action, outcome uint8, window time.Duration, limit int64) int64 {
+	from := int64(math.MinInt64)
+	if window != rules.WindowAll {
+		from = st.now - int64(window)
+	}
+	return st.cust.CountContactsOf(st.names[a.Index], store.Outcome(outcome), from, st.now, limit)
 }
 
 // autoChannel picks the highest-scoring defined channel whose when holds

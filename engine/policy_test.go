@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/nudge-engine/nudge/engine"
+	"github.com/nudge-engine/nudge/rules"
 	"github.com/nudge-engine/nudge/store"
+	"github.com/nudge-engine/nudge/store/memstore"
 )
 
 // policyContacts takes two shortcuts, the Outcomes summary and channels
@@ -86,5 +88,39 @@ func TestPolicyContactsDefinition(t *testing.T) {
 	}
 	if nonzero < checked/4 {
 		t.Fatalf("only %d of %d counts are above zero: the histories do not exercise the caps", nonzero, checked)
+	}
+}
+
+// One engine deciding with two rulesets in turn counts each candidate's
+// contacts under its own id, though the actions' order, and so their
+// indices, differ between the rulesets.
+func TestCapsAcrossRulesets(t *testing.T) {
+	actions := func(first, second string) string {
+		return "actions:\n" +
+			"  - {id: " + first + ", kind: offer, placements: [hero], priority: 1, caps: [{max: 1, window: 7d}]}\n" +
+			"  - {id: " + second + ", kind: offer, placements: [hero], caps: [{max: 1, window: 7d}]}\n"
+	}
+	placements := "placements:\n  hero: {limit: 1}\n"
+	xy := compileFiles(t, map[string]string{"placements.yaml": placements, "actions.yaml": actions("capped-x", "free-y")})
+	yx := compileFiles(t, map[string]string{"placements.yaml": placements, "actions.yaml": actions("free-y", "capped-x")})
+	src := memstore.New()
+	c := &store.Customer{ID: "c"}
+	c.AddContact(store.Contact{Action: store.Intern("capped-x"), At: benchNow.Add(-time.Hour).UnixNano()})
+	c.Summarize()
+	src.Put(c)
+	eng := engine.New(engine.Options{})
+	var d engine.Decision
+	for i, rs := range []*rules.Ruleset{xy, yx, xy, yx} {
+		req := &engine.Request{CustomerID: "c", Placements: []string{"hero"}, Now: benchNow}
+		if err := eng.Decide(rs, src, req, &d); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, it := range d.Placements[0].Items {
+			got = append(got, it.Action.ID)
+		}
+		if len(got) != 1 || got[0] != "free-y" {
+			t.Fatalf("decision %d: %v; want free-y (capped-x is at its cap)", i, got)
+		}
 	}
 }

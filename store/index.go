@@ -188,6 +188,15 @@ func (c *Customer) CountContacts(action string, o Outcome, from, to, limit int64
 	return c.countContacts(name, o, from, to, limit)
 }
 
+// CountContactsOf is CountContacts for the action's Name, which a caller
+// that counts the same actions again and again looks up once.
+func (c *Customer) CountContactsOf(action Name, o Outcome, from, to, limit int64) int64 {
+	if c == nil || limit <= 0 {
+		return 0
+	}
+	return c.countContacts(action, o, from, to, limit)
+}
+
 func (c *Customer) countContacts(action Name, o Outcome, from, to, limit int64) int64 {
 	if o != Served && c.Outcomes != nil && o < 8 && c.Outcomes[action]&(1<<o) == 0 {
 		return 0
