@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -20,6 +21,49 @@ type Env struct {
 	ctx   map[string]any
 	now   time.Time
 	f     Funcs
+
+	// memo holds the attributes the fast path read for the current
+	// customer, by attrSlot: rules read the same few attributes once per
+	// candidate, and a map lookup in a customer the CPU's caches do not
+	// hold costs more than the comparison it feeds. An entry is current
+	// when its memoAt is gen, which SetCustomer advances.
+	memo   []any
+	memoAt []uint32
+	gen    uint32
+}
+
+// attrSlots numbers the attribute names that compiled rules read, for
+// Env.memo. Rule files are written by operators and name few attributes;
+// the table only grows, by the names of new rules.
+var attrSlots = struct {
+	sync.Mutex
+	m map[string]int
+}{m: map[string]int{}}
+
+// attrSlot returns the memo slot of attribute key.
+func attrSlot(key string) int {
+	attrSlots.Lock()
+	defer attrSlots.Unlock()
+	slot, ok := attrSlots.m[key]
+	if !ok {
+		slot = len(attrSlots.m)
+		attrSlots.m[key] = slot
+	}
+	return slot
+}
+
+// attr returns attribute key of the customer, which has memo slot slot.
+func (e *Env) attr(slot int, key string) any {
+	if slot < len(e.memoAt) && e.memoAt[slot] == e.gen {
+		return e.memo[slot]
+	}
+	v := e.attrs[key]
+	if slot >= len(e.memoAt) {
+		e.memo = append(e.memo, make([]any, slot+1-len(e.memo))...)
+		e.memoAt = append(e.memoAt, make([]uint32, slot+1-len(e.memoAt))...)
+	}
+	e.memo[slot], e.memoAt[slot] = v, e.gen
+	return v
 }
 
 // Funcs answers the rule functions for one decision. Windows are already
@@ -150,6 +194,16 @@ func (e *Env) SetCustomer(id string, attrs map[string]any) {
 	e.m[varCustomer] = attrs
 	e.attrs = attrs
 	e.m[customerIDVar] = id
+	e.forget()
+}
+
+// forget makes every memo entry stale.
+func (e *Env) forget() {
+	e.gen++
+	if e.gen == 0 { // wrapped: no entry may look current
+		clear(e.memoAt)
+		e.gen = 1
+	}
 }
 
 // SetRequest sets the request's context, channel and time.
@@ -181,6 +235,8 @@ func (e *Env) setString(k, s string) {
 func (e *Env) Clear() {
 	e.m[varCustomer], e.m[varContext] = emptyMap, emptyMap
 	e.attrs, e.ctx = emptyMap, emptyMap
+	clear(e.memo)
+	e.forget()
 }
 
 // checkEnvFor is the environment the type checker sees: the same names,

@@ -88,7 +88,8 @@ func fastCall(n *ast.CallNode) fastFunc {
 			return nil
 		}
 		if id.Value == getAttrFn {
-			return func(e *Env) (any, bool) { return e.attrs[key], true }
+			slot := attrSlot(key)
+			return func(e *Env) (any, bool) { return e.attr(slot, key), true }
 		}
 		return func(e *Env) (any, bool) { return e.ctx[key], true }
 	case nowGetFn:
