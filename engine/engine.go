@@ -745,29 +745,29 @@ func policyContacts(c *store.Customer, pc *rules.PolicyCap, now int64) int64 {
 }
 
 // contacts counts the customer's contacts with action and outcome inside
-// the window ending now.
+// the window ending now, for the rule functions, whose action ids come
+// from the expression.
 func (st *state) contacts(action string, outcome uint8, window time.Duration) int64 {
-	return st.contactsUpTo(action, outcome, window, math.MaxInt64)
-}
-
-// contactsUpTo is contacts, but stops counting at limit: a cap needs to
-// know whether it is reached, not by how much.
-func (st *state) contactsUpTo(action string, outcome uint8, window time.Duration, limit int64) int64 {
-	from := int64(math.MinInt64)
-	if window != rules.WindowAll {
-		from = st.now - int64(window)
+	name, ok := store.LookupName(action)
+	if !ok {
+		return 0 // no contact has it
 	}
-	return st.cust.CountContacts(action, store.Outcome(outcome), from, st.now, limit)
+	return st.countContacts(name, outcome, window, math.MaxInt64)
 }
 
-// actionContacts is contactsUpTo for a candidate of the ruleset, counted
-// by its Name.
+// actionContacts counts the contacts of a candidate of the ruleset, by its
+// Name, stopping at limit: a cap needs to know whether it is reached, not
+// by how much.
 func (st *state) actionContacts(a *rules.Action, outcome uint8, window time.Duration, limit int64) int64 {
+	return st.countContacts(st.names[a.Index], outcome, window, limit)
+}
+
+func (st *state) countContacts(action store.Name, outcome uint8, window time.Duration, limit int64) int64 {
 	from := int64(math.MinInt64)
 	if window != rules.WindowAll {
 		from = st.now - int64(window)
 	}
-	return st.cust.CountContactsOf(st.names[a.Index], store.Outcome(outcome), from, st.now, limit)
+	return st.cust.CountContactsOf(action, store.Outcome(outcome), from, st.now, limit)
 }
 
 // autoChannel picks the highest-scoring defined channel whose when holds

@@ -178,14 +178,11 @@ func (c *Customer) IndexRoom() int {
 // within [from, to], stopping at limit (a cap needs to know whether it is
 // reached, not by how much). It reads the newest first.
 func (c *Customer) CountContacts(action string, o Outcome, from, to, limit int64) int64 {
-	if c == nil || limit <= 0 {
-		return 0
-	}
 	name, ok := LookupName(action)
 	if !ok {
 		return 0 // no contact has it
 	}
-	return c.countContacts(name, o, from, to, limit)
+	return c.CountContactsOf(name, o, from, to, limit)
 }
 
 // CountContactsOf is CountContacts for the action's Name, which a caller
