@@ -505,27 +505,24 @@ func decodeEvents(id string, rec string, types []string) (*store.Customer, kept,
 	for range d.count(6) {
 		at := d.i
 		t := d.string()
-		if !slices.Contains(types, t) {
+		if slices.Contains(types, t) {
+			if run >= 0 {
+				k.events = append(k.events, rec[run:at])
+				run = -1
+			}
+			if c.Events == nil {
+				c.Events = make(map[string]*store.EventStats, len(types))
+			}
+			s := new(store.EventStats)
+			d.eventStats(s)
+			c.Events[t] = s
+		} else {
 			if run < 0 {
 				run = at
 			}
 			d.eventStats(nil)
 			k.n++
-			if d.err != nil {
-				break
-			}
-			continue
 		}
-		if run >= 0 {
-			k.events = append(k.events, rec[run:at])
-			run = -1
-		}
-		if c.Events == nil {
-			c.Events = make(map[string]*store.EventStats, len(types))
-		}
-		s := new(store.EventStats)
-		d.eventStats(s)
-		c.Events[t] = s
 		if d.err != nil {
 			break
 		}
@@ -533,11 +530,8 @@ func decodeEvents(id string, rec string, types []string) (*store.Customer, kept,
 	if run >= 0 {
 		k.events = append(k.events, rec[run:d.i])
 	}
-	if d.err == nil && d.i != len(d.s) {
-		d.fail()
-	}
-	if d.err != nil {
-		return nil, kept{}, d.err
+	if err := d.end(); err != nil {
+		return nil, kept{}, err
 	}
 	return c, k, nil
 }
@@ -556,14 +550,18 @@ func (d *decoder) events(c *store.Customer) (*store.Customer, error) {
 			c.Events[t] = &stats[i]
 		}
 	}
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
+// end is the decoder's error, or errCorrupt if input is left over.
+func (d *decoder) end() error {
 	if d.err == nil && d.i != len(d.s) {
 		d.fail()
 	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	return c, nil
+	return d.err
 }
 
 // eventStats decodes the aggregates of one event type into s, or skips

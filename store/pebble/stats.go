@@ -336,10 +336,8 @@ func decodeStats(rec string) (map[string]*store.ActionStats, error) {
 		}
 		out[id] = st
 	}
-	if d.err == nil && d.i != len(d.s) {
-		d.fail()
-	}
-	return out, d.err
+	err := d.end()
+	return out, err
 }
 
 // loadCounters reads the statistics and budgets.
@@ -419,8 +417,6 @@ func decodeHour(hour int64, rec string) (hourServes, error) {
 			h.mins[m] = d.varint()
 		}
 	}
-	if d.err == nil && d.i != len(d.s) {
-		d.fail()
-	}
-	return h, d.err
+	err := d.end()
+	return h, err
 }
