@@ -176,7 +176,9 @@ func (s *scanner) flatObject(m map[string]any) (any, bool) {
 		case c == 'n':
 			v, ok = nil, s.literal("null")
 		case c == '-' || '0' <= c && c <= '9':
-			v, ok = s.number()
+			var f float64
+			f, ok = s.number()
+			v = f
 		default:
 			return nil, false
 		}
@@ -203,9 +205,9 @@ func (s *scanner) literal(word string) bool {
 	return false
 }
 
-// number reads a JSON number as encoding/json decodes one into an any: a
-// float64. One out of float64's range reports false.
-func (s *scanner) number() (any, bool) {
+// number reads a JSON number as encoding/json decodes one into a float64
+// (or an any). One out of float64's range reports false.
+func (s *scanner) number() (float64, bool) {
 	b, i := s.b, s.i
 	digits := func() int {
 		from := i
@@ -221,12 +223,12 @@ func (s *scanner) number() (any, bool) {
 	case i < len(b) && b[i] == '0':
 		i++
 	case digits() == 0:
-		return nil, false
+		return 0, false
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
 		if digits() == 0 {
-			return nil, false
+			return 0, false
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
@@ -235,12 +237,12 @@ func (s *scanner) number() (any, bool) {
 			i++
 		}
 		if digits() == 0 {
-			return nil, false
+			return 0, false
 		}
 	}
 	f, err := strconv.ParseFloat(string(b[s.i:i]), 64)
 	if err != nil {
-		return nil, false
+		return 0, false
 	}
 	s.i = i
 	return f, true

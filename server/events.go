@@ -79,13 +79,17 @@ type eventsFast struct {
 }
 
 // decodeEvents decodes the body of POST /v1/events: the top-level event
-// fields and the batch (nil if there is no "events"). Bodies that decode
-// take one pass; the others a second, slower one that reports the first
-// problem with its event's index.
+// fields and the batch (nil if there is no "events"). Bodies of the usual
+// shape take one pass without reflection (decodeEventsFast); other bodies
+// that decode take one pass of encoding/json; the rest a second, slower
+// one that reports the first problem with its event's index.
 func (s *Server) decodeEvents(ctx *fasthttp.RequestCtx) (eventIn, *[]eventIn, *apiError) {
 	body := ctx.Request.Body()
 	if err := checkJSON(body, s.opts.MaxDepth, s.opts.MaxStringBytes); err != nil {
 		return eventIn{}, nil, err
+	}
+	if in, batch, ok := decodeEventsFast(body); ok {
+		return in, batch, nil
 	}
 	var fast eventsFast
 	if len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &fast) == nil {
