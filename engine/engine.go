@@ -457,22 +457,24 @@ func (st *state) number(x *rules.Expr) float64 {
 	if x == nil {
 		return 0
 	}
-	out, err := st.run(x)
-	if err != nil {
-		st.ruleError(x, err)
-		return 0
-	}
-	var f float64
-	ok := true
-	switch v := out.(type) {
-	case float64:
-		f = v
-	case int:
-		f = float64(v)
-	case int64:
-		f = float64(v)
-	default:
-		ok = false
+	f, ok := x.FastNumber(st.env)
+	if !ok {
+		out, err := st.run(x)
+		if err != nil {
+			st.ruleError(x, err)
+			return 0
+		}
+		ok = true
+		switch v := out.(type) {
+		case float64:
+			f = v
+		case int:
+			f = float64(v)
+		case int64:
+			f = float64(v)
+		default:
+			ok = false
+		}
 	}
 	if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
 		st.ruleError(x, errNotNumber)

@@ -115,7 +115,7 @@ func TestNoAllocationPerCandidate(t *testing.T) {
 
 func testNoAllocationPerCandidate(t *testing.T, deadline bool) {
 	allocs := func(actions int) float64 {
-		files := workload.Ruleset(workload.RulesetSpec{Actions: actions, Segments: 50, Placements: 2, Seed: 3, ConstantScores: true})
+		files := workload.Ruleset(workload.RulesetSpec{Actions: actions, Segments: 50, Placements: 2, Seed: 3})
 		rs, err := rules.Compile(files)
 		if err != nil {
 			t.Fatal(err)

@@ -93,6 +93,9 @@ func (l *loader) compileExpr(f *srcFile, n *node, src string, base int, kind exp
 	x := &Expr{Source: src, Rule: rule, File: f.name, Line: n.line, program: program}
 	x.constant, x.isConstant = constantOf(program.Node())
 	if !x.isConstant {
+		if kind == scoreExpr {
+			x.num = numeric(program.Node())
+		}
 		x.fast = compileFast(program.Node())
 		if f := x.fast; f != nil && kind == condExpr {
 			// A condition that is not a boolean is the VM's error.

@@ -97,11 +97,37 @@ func TestFastMatchesVM(t *testing.T) {
 		}
 		sets = append(sets, rs)
 	}
+	// Arithmetic and comparisons of every operator, over attributes,
+	// literals and event functions, which the files above use little.
+	arith, err := Compile([]File{{Name: "actions.yaml", Data: []byte(`actions:
+  - id: a1
+    placements: [p]
+    when: customer.risk * 2 > customer.ltv - 100 and customer.ltv / 4 <= 300
+    score: customer.risk * 0.45 + customer.a1
+  - id: a2
+    placements: [p]
+    when: sum("purchase", "90d") >= customer.ltv * 0.5 or count("view", "7d") < 3
+    score: sum("purchase", "90d") / (1 + count("view", "7d")) - days_since("purchase") * 2
+  - id: a3
+    placements: [p]
+    when: days_since("purchase") * customer.risk >= 10 - count("cart", "30d")
+    score: (customer.ltv - customer.a1) * (customer.risk + 1) / customer.a2
+  - id: a4
+    placements: [p]
+    score: days_since("view")
+  - id: a5
+    placements: [p]
+    score: 3 - customer.a1 * customer.a2 + 7 / 2
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets = append(sets, arith)
 	if len(sets) < 5 {
 		t.Fatalf("only %d rulesets to compare on", len(sets))
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	fast, total := 0, 0
+	fast, numeric, total := 0, 0, 0
 	// One environment serves every customer of a ruleset, as a pooled
 	// decision state does, so that what it remembers of one customer
 	// must not answer for the next.
@@ -135,6 +161,16 @@ func TestFastMatchesVM(t *testing.T) {
 			var m vm.VM
 			for _, x := range exprs {
 				total++
+				if got, ok := x.FastNumber(env); ok {
+					numeric++
+					want, err := m.Run(x.Program(), env.Map())
+					if err != nil {
+						t.Fatalf("%s %q: fast number %v, the VM failed: %v\nattrs %v ctx %v", x.Rule, x.Source, got, err, attrs, ctx)
+					}
+					if !sameValue(got, want) {
+						t.Fatalf("%s %q: fast number %v, the VM %v (%T)\nattrs %v ctx %v", x.Rule, x.Source, got, want, want, attrs, ctx)
+					}
+				}
 				got, ok := x.Fast(env)
 				if !ok {
 					continue
@@ -150,9 +186,9 @@ func TestFastMatchesVM(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d of %d evaluations answered by the fast path", fast, total)
-	if fast == 0 {
-		t.Fatal("the fast path answered nothing: the test proved nothing")
+	t.Logf("%d of %d evaluations answered by the fast path, %d as unboxed numbers", fast, total, numeric)
+	if fast == 0 || numeric == 0 {
+		t.Fatal("the fast path answered nothing, or no number: the test proved nothing")
 	}
 }
 

@@ -89,7 +89,10 @@ type Expr struct {
 	constant   any
 	isConstant bool
 	fast       fastFunc
-	errors     atomic.Uint64
+	// num is the fast closure of a score that is always a number
+	// (arithmetic, count(), sum(), days_since()): FastNumber.
+	num    numFunc
+	errors atomic.Uint64
 }
 
 // Constant returns the expression's value when it is a constant.

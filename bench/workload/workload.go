@@ -19,10 +19,7 @@ type RulesetSpec struct {
 	Segments    int     // default 100
 	Placements  int     // default 20
 	CappedShare float64 // share of actions with a cap; default 1/3
-	// ConstantScores gives every action a constant score (no arithmetic
-	// for expr to box), for allocation tests.
-	ConstantScores bool
-	Seed           uint64
+	Seed        uint64
 }
 
 func (s *RulesetSpec) ensureDefaults() {
@@ -99,7 +96,7 @@ func Ruleset(spec RulesetSpec) []rules.File {
 		default:
 			fmt.Fprintf(&acts, "    when: not segment(\"s%03d\")\n", rng.IntN(spec.Segments))
 		}
-		if rng.IntN(2) == 0 && !spec.ConstantScores {
+		if rng.IntN(2) == 0 {
 			fmt.Fprintf(&acts, "    score: customer.churn_risk * %.2f + customer.a%d\n", rng.Float64(), rng.IntN(10))
 		} else {
 			fmt.Fprintf(&acts, "    score: %.3f\n", rng.Float64())
