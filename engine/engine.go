@@ -439,6 +439,9 @@ func (st *state) cond(x *rules.Expr) bool {
 	if x == nil {
 		return true
 	}
+	if v, ok := x.FastBool(st.env); ok {
+		return v
+	}
 	out, err := st.run(x)
 	if err != nil {
 		st.ruleError(x, err)

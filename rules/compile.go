@@ -93,19 +93,17 @@ func (l *loader) compileExpr(f *srcFile, n *node, src string, base int, kind exp
 	x := &Expr{Source: src, Rule: rule, File: f.name, Line: n.line, program: program}
 	x.constant, x.isConstant = constantOf(program.Node())
 	if !x.isConstant {
-		if kind == scoreExpr {
+		switch kind {
+		case condExpr:
+			// A condition that is not a boolean is the VM's error:
+			// compileBool defers it.
+			x.cond = compileBool(program.Node())
+			x.fast = boxedBool(x.cond)
+		case scoreExpr:
 			x.num = numeric(program.Node())
-		}
-		x.fast = compileFast(program.Node())
-		if f := x.fast; f != nil && kind == condExpr {
-			// A condition that is not a boolean is the VM's error.
-			x.fast = func(e *Env) (any, bool) {
-				v, ok := f(e)
-				if _, isBool := v.(bool); !ok || !isBool {
-					return nil, false
-				}
-				return v, true
-			}
+			x.fast = compileFast(program.Node())
+		default:
+			x.fast = compileFast(program.Node())
 		}
 	}
 	return x

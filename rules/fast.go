@@ -48,18 +48,10 @@ func compileFast(n ast.Node) fastFunc {
 	case *ast.CallNode:
 		return fastCall(n)
 	case *ast.UnaryNode:
-		x := compileFast(n.Node)
-		if x == nil || (n.Operator != "not" && n.Operator != "!") {
+		if n.Operator != "not" && n.Operator != "!" {
 			return nil
 		}
-		return func(e *Env) (any, bool) {
-			v, ok := x(e)
-			b, isBool := v.(bool)
-			if !ok || !isBool {
-				return nil, false
-			}
-			return !b, true
-		}
+		return boxedBool(compileBool(n))
 	case *ast.BinaryNode:
 		return fastBinary(n)
 	}
@@ -283,46 +275,14 @@ func fastBinary(n *ast.BinaryNode) fastFunc {
 		return fastIn(n)
 	case "+", "-", "*", "/":
 		return boxed(arithmetic(n))
-	case "<", "<=", ">", ">=":
-		return comparison(n)
+	case "<", "<=", ">", ">=", "and", "&&", "or", "||":
+		return boxedBool(compileBool(n))
 	}
 	l, r := compileFast(n.Left), compileFast(n.Right)
 	if l == nil || r == nil {
 		return nil
 	}
 	switch n.Operator {
-	case "and", "&&":
-		return func(e *Env) (any, bool) {
-			a, ok := l(e)
-			ab, isBool := a.(bool)
-			if !ok || !isBool {
-				return nil, false
-			}
-			if !ab {
-				return false, true
-			}
-			b, ok := r(e)
-			if _, isBool := b.(bool); !ok || !isBool {
-				return nil, false
-			}
-			return b, true
-		}
-	case "or", "||":
-		return func(e *Env) (any, bool) {
-			a, ok := l(e)
-			ab, isBool := a.(bool)
-			if !ok || !isBool {
-				return nil, false
-			}
-			if ab {
-				return true, true
-			}
-			b, ok := r(e)
-			if _, isBool := b.(bool); !ok || !isBool {
-				return nil, false
-			}
-			return b, true
-		}
 	case "??":
 		return func(e *Env) (any, bool) {
 			a, ok := l(e)
@@ -369,30 +329,117 @@ func fastBinary(n *ast.BinaryNode) fastFunc {
 	return nil
 }
 
+// A boolFunc is a fast closure of a boolean (a condition, a segment):
+// and, or and not pass bools between boolFuncs instead of asserting the
+// type of an any at every step.
+type boolFunc func(e *Env) (v, ok bool)
+
+// compileBool compiles n as an operand that must be a boolean: and, or,
+// not, comparisons and segment() directly, any other fast closure
+// through a type check (ok is false when its value is not a bool).
+func compileBool(n ast.Node) boolFunc {
+	switch n := n.(type) {
+	case *ast.UnaryNode:
+		if n.Operator != "not" && n.Operator != "!" {
+			return nil
+		}
+		x := compileBool(n.Node)
+		if x == nil {
+			return nil
+		}
+		return func(e *Env) (bool, bool) {
+			v, ok := x(e)
+			return !v, ok
+		}
+	case *ast.CallNode:
+		if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == segmentAtFn && len(n.Arguments) == 1 {
+			if i, ok := n.Arguments[0].(*ast.IntegerNode); ok {
+				idx := i.Value
+				return func(e *Env) (bool, bool) { return e.f.Segment(idx), true }
+			}
+		}
+	case *ast.BinaryNode:
+		switch n.Operator {
+		case "and", "&&", "or", "||":
+			return logical(n)
+		case "<", "<=", ">", ">=":
+			return comparison(n)
+		}
+	}
+	f := compileFast(n)
+	if f == nil {
+		return nil
+	}
+	return func(e *Env) (bool, bool) {
+		v, ok := f(e)
+		b, isBool := v.(bool)
+		return b, ok && isBool
+	}
+}
+
+// boxedBool is f as a fastFunc (a bool in an any does not allocate).
+func boxedBool(f boolFunc) fastFunc {
+	if f == nil {
+		return nil
+	}
+	return func(e *Env) (any, bool) {
+		v, ok := f(e)
+		if !ok {
+			return nil, false
+		}
+		return v, true
+	}
+}
+
+// logical compiles and and or, which evaluate their right operand only
+// when the left one does not decide, as the VM does.
+func logical(n *ast.BinaryNode) boolFunc {
+	l, r := compileBool(n.Left), compileBool(n.Right)
+	if l == nil || r == nil {
+		return nil
+	}
+	if n.Operator == "and" || n.Operator == "&&" {
+		return func(e *Env) (bool, bool) {
+			a, ok := l(e)
+			if !ok || !a {
+				return false, ok
+			}
+			return r(e)
+		}
+	}
+	return func(e *Env) (bool, bool) {
+		a, ok := l(e)
+		if !ok || a {
+			return a, ok
+		}
+		return r(e)
+	}
+}
+
 // comparison compiles <, <=, > and >= over numbers.
-func comparison(n *ast.BinaryNode) fastFunc {
+func comparison(n *ast.BinaryNode) boolFunc {
 	l, r := compileNum(n.Left), compileNum(n.Right)
 	if l == nil || r == nil {
 		return nil
 	}
 	switch n.Operator {
 	case "<":
-		return func(e *Env) (any, bool) {
+		return func(e *Env) (bool, bool) {
 			x, y, ok := numbers(e, l, r)
 			return x < y, ok
 		}
 	case "<=":
-		return func(e *Env) (any, bool) {
+		return func(e *Env) (bool, bool) {
 			x, y, ok := numbers(e, l, r)
 			return x <= y, ok
 		}
 	case ">":
-		return func(e *Env) (any, bool) {
+		return func(e *Env) (bool, bool) {
 			x, y, ok := numbers(e, l, r)
 			return x > y, ok
 		}
 	}
-	return func(e *Env) (any, bool) {
+	return func(e *Env) (bool, bool) {
 		x, y, ok := numbers(e, l, r)
 		return x >= y, ok
 	}
@@ -470,6 +517,15 @@ func (x *Expr) Fast(e *Env) (any, bool) {
 		return nil, false
 	}
 	return x.fast(e)
+}
+
+// FastBool evaluates a condition without the VM when it can; ok is false
+// when the caller must run the program.
+func (x *Expr) FastBool(e *Env) (v, ok bool) {
+	if x.cond == nil {
+		return false, false
+	}
+	return x.cond(e)
 }
 
 // FastNumber evaluates a score that is always a number (arithmetic,

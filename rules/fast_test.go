@@ -127,7 +127,7 @@ func TestFastMatchesVM(t *testing.T) {
 		t.Fatalf("only %d rulesets to compare on", len(sets))
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	fast, numeric, total := 0, 0, 0
+	fast, numeric, conds, total := 0, 0, 0, 0
 	// One environment serves every customer of a ruleset, as a pooled
 	// decision state does, so that what it remembers of one customer
 	// must not answer for the next.
@@ -161,6 +161,13 @@ func TestFastMatchesVM(t *testing.T) {
 			var m vm.VM
 			for _, x := range exprs {
 				total++
+				if got, ok := x.FastBool(env); ok {
+					conds++
+					want, err := m.Run(x.Program(), env.Map())
+					if err != nil || want != got {
+						t.Fatalf("%s %q: fast condition %v, the VM %v (error %v)\nattrs %v ctx %v", x.Rule, x.Source, got, want, err, attrs, ctx)
+					}
+				}
 				if got, ok := x.FastNumber(env); ok {
 					numeric++
 					want, err := m.Run(x.Program(), env.Map())
@@ -186,9 +193,9 @@ func TestFastMatchesVM(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d of %d evaluations answered by the fast path, %d as unboxed numbers", fast, total, numeric)
-	if fast == 0 || numeric == 0 {
-		t.Fatal("the fast path answered nothing, or no number: the test proved nothing")
+	t.Logf("%d of %d evaluations answered by the fast path, %d as unboxed numbers, %d as unboxed conditions", fast, total, numeric, conds)
+	if fast == 0 || numeric == 0 || conds == 0 {
+		t.Fatal("the fast path answered nothing, or no number or condition: the test proved nothing")
 	}
 }
 

@@ -91,7 +91,9 @@ type Expr struct {
 	fast       fastFunc
 	// num is the fast closure of a score that is always a number
 	// (arithmetic, count(), sum(), days_since()): FastNumber.
-	num    numFunc
+	num numFunc
+	// cond is the fast closure of a condition: FastBool.
+	cond   boolFunc
 	errors atomic.Uint64
 }
 
