@@ -40,7 +40,10 @@
 // Arithmetic and comparisons pass float64s between closures, and a score
 // that is always a number answers through Expr.FastNumber, so that no
 // step boxes a number: the fast path allocates nothing per candidate.
-// Conditions pass bools the same way (Expr.FastBool).
+// Conditions pass bools the same way (Expr.FastBool). The attributes and
+// the count(), sum() and days_since() calls the fast path reads are
+// remembered for the decision (Env.attr, Env.call), by slots numbered at
+// compile time.
 //
 // The version of a ruleset is a hash of its files' relative paths and
 // contents: the same files give the same version wherever they live.

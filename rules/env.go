@@ -30,6 +30,55 @@ type Env struct {
 	memo   []any
 	memoAt []uint32
 	gen    uint32
+	// calls holds, the same way, what the fast path's count(), sum() and
+	// days_since() answered for the current customer and time, by
+	// callSlot: segments and actions ask the same few of them again and
+	// again in one decision.
+	calls   []float64
+	callsAt []uint32
+}
+
+// callKey names one event function call with literal arguments.
+type callKey struct {
+	fn     string
+	typ    string
+	window time.Duration
+}
+
+// callSlots numbers the event function calls compiled rules make, for
+// Env.calls, as attrSlots numbers attributes.
+var callSlots = struct {
+	sync.Mutex
+	m map[callKey]int
+}{m: map[callKey]int{}}
+
+// callSlot returns the memo slot of a call of fn (fnCount, fnSum,
+// fnDaysSince) on event type typ over window (0 for days_since).
+func callSlot(fn, typ string, window time.Duration) int {
+	callSlots.Lock()
+	defer callSlots.Unlock()
+	k := callKey{fn, typ, window}
+	slot, ok := callSlots.m[k]
+	if !ok {
+		slot = len(callSlots.m)
+		callSlots.m[k] = slot
+	}
+	return slot
+}
+
+// call returns what the event function call with memo slot slot answers
+// for the current customer and time, asking f only the first time.
+func (e *Env) call(slot int, f func(e *Env) float64) float64 {
+	if slot < len(e.callsAt) && e.callsAt[slot] == e.gen {
+		return e.calls[slot]
+	}
+	v := f(e)
+	if slot >= len(e.callsAt) {
+		e.calls = append(e.calls, make([]float64, slot+1-len(e.calls))...)
+		e.callsAt = append(e.callsAt, make([]uint32, slot+1-len(e.callsAt))...)
+	}
+	e.calls[slot], e.callsAt[slot] = v, e.gen
+	return v
 }
 
 // attrSlots numbers the attribute names that compiled rules read, for
@@ -197,11 +246,12 @@ func (e *Env) SetCustomer(id string, attrs map[string]any) {
 	e.forget()
 }
 
-// forget makes every memo entry stale.
+// forget makes every memo entry (attributes and calls) stale.
 func (e *Env) forget() {
 	e.gen++
 	if e.gen == 0 { // wrapped: no entry may look current
 		clear(e.memoAt)
+		clear(e.callsAt)
 		e.gen = 1
 	}
 }
@@ -216,6 +266,7 @@ func (e *Env) SetRequest(context map[string]any, channel string, now time.Time) 
 	e.setString(varChannel, channel)
 	e.m[varNow] = now
 	e.now = now
+	e.forget() // the event functions' answers depend on now
 }
 
 // SetPlacement sets the placement being decided.

@@ -106,11 +106,14 @@ func fastCall(n *ast.CallNode) fastFunc {
 		idx := i.Value
 		return func(e *Env) (any, bool) { return e.f.Segment(idx), true }
 	case fnCount:
-		typ, w, ok := eventArgs(args)
-		if !ok {
+		f := numeric(n)
+		if f == nil {
 			return nil
 		}
-		return func(e *Env) (any, bool) { return e.f.Count(typ, w), true }
+		return func(e *Env) (any, bool) {
+			v, _ := f(e)
+			return int(v), true // an int, as the VM answers
+		}
 	case fnSum, fnDaysSince:
 		return boxed(numeric(n))
 	}
@@ -158,16 +161,19 @@ func numeric(n ast.Node) numFunc {
 		if !ok {
 			return nil
 		}
+		// Each call's answer is remembered for the decision (Env.call).
 		switch id.Value {
 		case fnCount, fnSum:
 			typ, w, ok := eventArgs(n.Arguments)
 			if !ok {
 				return nil
 			}
+			slot := callSlot(id.Value, typ, w)
+			ask := func(e *Env) float64 { return e.f.Sum(typ, w) }
 			if id.Value == fnCount {
-				return func(e *Env) (float64, bool) { return float64(e.f.Count(typ, w)), true }
+				ask = func(e *Env) float64 { return float64(e.f.Count(typ, w)) }
 			}
-			return func(e *Env) (float64, bool) { return e.f.Sum(typ, w), true }
+			return func(e *Env) (float64, bool) { return e.call(slot, ask), true }
 		case fnDaysSince:
 			if len(n.Arguments) != 1 {
 				return nil
@@ -176,7 +182,9 @@ func numeric(n ast.Node) numFunc {
 			if !ok {
 				return nil
 			}
-			return func(e *Env) (float64, bool) { return e.f.DaysSince(typ), true }
+			slot := callSlot(fnDaysSince, typ, 0)
+			ask := func(e *Env) float64 { return e.f.DaysSince(typ) }
+			return func(e *Env) (float64, bool) { return e.call(slot, ask), true }
 		}
 	case *ast.BinaryNode:
 		return arithmetic(n)

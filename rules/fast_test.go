@@ -306,3 +306,57 @@ func TestNowMethods(t *testing.T) {
 		t.Errorf("%q: %.0f allocations per run", hour.Source, n)
 	}
 }
+
+// countingFuncs answers count() with how many times it was asked.
+type countingFuncs struct {
+	noFuncs
+	asked int
+}
+
+func (f *countingFuncs) Count(string, time.Duration) int { f.asked++; return f.asked }
+
+// The fast path asks each event function call once per customer and
+// time, and again after either changes.
+func TestEventCallsRemembered(t *testing.T) {
+	rs, err := Compile([]File{{Name: "actions.yaml", Data: []byte(`actions:
+  - id: a
+    placements: [p]
+    when: count("view", "7d") > 0 and count("view", "7d") < 100
+    score: count("view", "7d") * 2 + count("cart", "7d")
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := rs.Actions[0]
+	f := &countingFuncs{}
+	env := NewEnv(f)
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	env.SetRequest(nil, "web", now)
+	env.SetCustomer("c1", nil)
+	eval := func() float64 {
+		t.Helper()
+		if v, ok := a.When.FastBool(env); !ok || !v {
+			t.Fatalf("when: %v, %v; want true from the fast path", v, ok)
+		}
+		v, ok := a.Score.FastNumber(env)
+		if !ok {
+			t.Fatal("the score was not answered by the fast path")
+		}
+		return v
+	}
+	// view is asked first (1), cart second (2): 1*2 + 2.
+	if got := eval(); got != 4 || f.asked != 2 {
+		t.Fatalf("score %v after %d calls; want 4 after 2", got, f.asked)
+	}
+	if got := eval(); got != 4 || f.asked != 2 {
+		t.Fatalf("again: score %v after %d calls; want 4 after 2", got, f.asked)
+	}
+	env.SetRequest(nil, "web", now.Add(time.Hour))
+	if got := eval(); got != 3*2+4 || f.asked != 4 {
+		t.Fatalf("at a new time: score %v after %d calls; want 10 after 4", got, f.asked)
+	}
+	env.SetCustomer("c2", nil)
+	if got := eval(); got != 5*2+6 || f.asked != 6 {
+		t.Fatalf("for a new customer: score %v after %d calls; want 16 after 6", got, f.asked)
+	}
+}
