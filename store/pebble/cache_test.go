@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/nudge-engine/nudge/store"
 )
 
@@ -272,5 +274,48 @@ func TestPendingEntryAfterEviction(t *testing.T) {
 	check("read from Pebble")
 	if n := s.reads.Load() - reads; n != 1 {
 		t.Errorf("%d reads from Pebble once the entry was forgotten; want 1", n)
+	}
+}
+
+// TestBlockCacheBesideMemtables: Pebble charges every memtable's size to
+// the block cache, and the memtables grow to 64 MiB. With two full-size
+// memtables charged, reads that miss the customer cache must still find
+// their blocks in the block cache the second time (a cache of
+// BlockCacheMB alone held no block at all).
+func TestBlockCacheBesideMemtables(t *testing.T) {
+	var cache *pebble.Cache
+	testHookBlockCache = func(c *pebble.Cache) { cache = c }
+	defer func() { testHookBlockCache = nil }()
+	s := openTest(t, t.TempDir())
+	if cache == nil {
+		t.Fatal("Open did not show its block cache")
+	}
+	ids := make([]string, 500)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("c-%04d", i)
+		if err := s.PutAttributes(ids[i], map[string]any{"tier": "gold", "ltv": float64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		release := cache.Reserve(memTableMB << 20)
+		defer release()
+	}
+	readAll := func() int64 {
+		t.Helper()
+		before := s.db.Metrics().BlockCache.Hits
+		for _, id := range ids {
+			if c, _, err := s.readMain(id); err != nil || c == nil {
+				t.Fatalf("readMain(%q): %v, %v", id, c, err)
+			}
+		}
+		return s.db.Metrics().BlockCache.Hits - before
+	}
+	readAll() // fills the block cache
+	if hits := readAll(); hits < int64(len(ids)) {
+		t.Errorf("reading %d stored customers again: %d block cache hits; want at least one each", len(ids), hits)
 	}
 }

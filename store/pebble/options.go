@@ -26,7 +26,9 @@ type Options struct {
 
 	// BlockCacheMB is the size of Pebble's block cache, in MiB: it serves
 	// the customers that miss the decoded cache without reading the disk.
-	// The default is 32.
+	// Pebble charges its memtables to the same cache, so Open adds their
+	// size (PebbleMB); blocks get BlockCacheMB or more while no more than
+	// two memtables are alive. The default is 32.
 	BlockCacheMB int
 
 	// SyncInterval bounds how long a write acknowledged without an fsync
@@ -60,7 +62,8 @@ const (
 
 // PebbleMB is the most memory, in MiB, that Pebble's buffers take: the
 // block cache and the memtables (Open makes them memTableMB each; Pebble
-// stops writes while two are queued). Pebble allocates them outside the
+// stops writes while two are queued). It is the size of the cache Open
+// gives Pebble, which counts the memtables in it. Pebble allocates them outside the
 // Go heap when built with cgo, from the Go heap otherwise. It expects
 // EnsureDefaults to have been called.
 func (o *Options) PebbleMB() int {

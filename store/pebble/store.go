@@ -42,6 +42,10 @@ const (
 // memTableMB is the size of Pebble's memtables (Pebble's default is 4).
 const memTableMB = 64
 
+// testHookBlockCache, if set, is called with the block cache Open gives
+// Pebble (TestBlockCacheBesideMemtables).
+var testHookBlockCache func(*pebble.Cache)
+
 // ErrClosed is returned by the methods of a closed Store that need the
 // database.
 var ErrClosed = errors.New("pebblestore: store is closed")
@@ -116,8 +120,17 @@ func Open(opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	blockCache := pebble.NewCache(int64(opts.BlockCacheMB) << 20)
+	// Pebble charges each memtable's size to the block cache
+	// (Cache.Reserve): a cache of BlockCacheMB alone, smaller than one
+	// memtable, held no block at all once the memtables grew to their
+	// size. The cache is made big enough for the memtables PebbleMB
+	// counts, so blocks get at least BlockCacheMB while no more than two
+	// memtables are alive.
+	blockCache := pebble.NewCache(int64(opts.PebbleMB()) << 20)
 	defer blockCache.Unref()
+	if testHookBlockCache != nil {
+		testHookBlockCache(blockCache)
+	}
 	popts := &pebble.Options{
 		FormatMajorVersion: formatVersion,
 		Logger:             opts.Logger,
