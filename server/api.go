@@ -89,6 +89,14 @@ type CacheStatser interface {
 	CacheStats() (hits, misses uint64)
 }
 
+// EngineStatser is implemented by stores with a storage engine of their
+// own to report on (Pebble's block cache, memtables and compactions); the
+// server exports each figure f is called with as nudge_<name>, a counter
+// or a gauge. The names must be the same at every call.
+type EngineStatser interface {
+	EngineStats(f func(name, help string, counter bool, value float64))
+}
+
 // Readier is implemented by stores that can tell whether they can serve
 // (GET /readyz). A store without it counts as ready until Shutdown.
 type Readier interface {

@@ -110,12 +110,32 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 				Help: "Customer reads that went to disk.",
 			}, func() float64 { _, n := c.CacheStats(); return float64(n) }))
 	}
+	if e, ok := s.st.(EngineStatser); ok {
+		cs = append(cs, engineStats{e})
+	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("cannot register metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// engineStats exports the store's EngineStats at each scrape, from one
+// call (Pebble's Metrics takes its locks once). It is an unchecked
+// collector: the store names its figures.
+type engineStats struct{ st EngineStatser }
+
+func (engineStats) Describe(chan<- *prometheus.Desc) {}
+
+func (c engineStats) Collect(ch chan<- prometheus.Metric) {
+	c.st.EngineStats(func(name, help string, counter bool, value float64) {
+		kind := prometheus.GaugeValue
+		if counter {
+			kind = prometheus.CounterValue
+		}
+		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("nudge_"+name, help, nil, nil), kind, value)
+	})
 }
 
 // ruleErrors exports the runtime errors of the active ruleset's

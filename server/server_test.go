@@ -619,11 +619,19 @@ type cachedStore struct{ *memstore.Store }
 
 func (cachedStore) CacheStats() (uint64, uint64) { return 7, 3 }
 func (cachedStore) Ready() error                 { return errDisk }
+func (cachedStore) EngineStats(f func(name, help string, counter bool, value float64)) {
+	f("pebble_block_cache_hits_total", "Hits.", true, 11)
+	f("pebble_read_amplification", "Read amplification.", false, 2)
+}
 
 func TestOptionalStoreInterfaces(t *testing.T) {
 	h := newHarness(t, server.Options{}, cachedStore{memstore.New()})
 	if h.metric("nudge_cache_hits_total") != 7 || h.metric("nudge_cache_misses_total") != 3 {
 		t.Errorf("cache metrics")
+	}
+	if h.metric("nudge_pebble_block_cache_hits_total") != 11 || h.metric("nudge_pebble_read_amplification") != 2 {
+		t.Errorf("engine metrics: hits %v, read amplification %v; want 11, 2",
+			h.metric("nudge_pebble_block_cache_hits_total"), h.metric("nudge_pebble_read_amplification"))
 	}
 	checkError(t, h.do("GET", "/readyz", ""), 503, "not_ready", "")
 }
