@@ -412,6 +412,20 @@ func (st *state) run(x *rules.Expr) (any, error) {
 	if v, ok := x.Fast(st.env); ok {
 		return v, nil
 	}
+	return st.runVM(x)
+}
+
+// runTyped is run after x's FastBool or FastNumber did not answer: when x
+// is Typed, Fast would not answer either, and is not asked again.
+func (st *state) runTyped(x *rules.Expr) (any, error) {
+	if x.Typed() {
+		return st.runVM(x)
+	}
+	return st.run(x)
+}
+
+// runVM runs x's program.
+func (st *state) runVM(x *rules.Expr) (any, error) {
 	if st.depth == len(st.vms) {
 		st.vms = append(st.vms, new(vm.VM))
 	}
@@ -442,7 +456,7 @@ func (st *state) cond(x *rules.Expr) bool {
 	if v, ok := x.FastBool(st.env); ok {
 		return v
 	}
-	out, err := st.run(x)
+	out, err := st.runTyped(x)
 	if err != nil {
 		st.ruleError(x, err)
 		return false
@@ -462,7 +476,7 @@ func (st *state) number(x *rules.Expr) float64 {
 	}
 	f, ok := x.FastNumber(st.env)
 	if !ok {
-		out, err := st.run(x)
+		out, err := st.runTyped(x)
 		if err != nil {
 			st.ruleError(x, err)
 			return 0

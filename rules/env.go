@@ -177,7 +177,9 @@ func NewEnv(f Funcs) *Env {
 		}
 		return s
 	}
-	e := &Env{attrs: emptyMap, ctx: emptyMap, f: f}
+	// gen starts at 1: a memo slot the arrays grow to holds generation 0,
+	// which must never look current.
+	e := &Env{attrs: emptyMap, ctx: emptyMap, f: f, gen: 1}
 	e.m = map[string]any{
 		varCustomer:   emptyMap,
 		varContext:    emptyMap,

@@ -28,6 +28,9 @@ func compileFast(n ast.Node) fastFunc {
 		v := any(n.Value)
 		return func(*Env) (any, bool) { return v, true }
 	case *ast.IntegerNode:
+		if !exactInt(n.Value) {
+			return nil // compared and computed exactly by the VM only
+		}
 		v := any(n.Value)
 		return func(*Env) (any, bool) { return v, true }
 	case *ast.FloatNode:
@@ -39,6 +42,9 @@ func compileFast(n ast.Node) fastFunc {
 	case *ast.NilNode:
 		return func(*Env) (any, bool) { return nil, true }
 	case *ast.ConstantNode:
+		if i, ok := n.Value.(int); ok && !exactInt(i) {
+			return nil // as an IntegerNode
+		}
 		switch c := n.Value.(type) {
 		case bool, string, float64, int, nil:
 			v := c
@@ -151,6 +157,9 @@ type numFunc func(e *Env) (float64, bool)
 func numeric(n ast.Node) numFunc {
 	switch n := n.(type) {
 	case *ast.IntegerNode:
+		if !exactInt(n.Value) {
+			return nil // the VM compares it exactly
+		}
 		v := float64(n.Value)
 		return func(*Env) (float64, bool) { return v, true }
 	case *ast.FloatNode:
@@ -227,7 +236,22 @@ func boxed(f numFunc) fastFunc {
 	}
 }
 
-// arithmetic compiles +, -, * and / over numbers.
+// maxExact is 2^53: every integer up to it in magnitude is a float64.
+const maxExact = 1 << 53
+
+// exact reports whether v, a float64 sum, difference or product of exact
+// operands, is below 2^53 in magnitude, where it is the exact result the
+// VM's integer arithmetic (exact, wrapping at 2^63) would give. From 2^53
+// on the two may differ (2^53 + 1 rounds to 2^53), and the VM decides.
+func exact(v float64) bool { return v > -maxExact && v < maxExact }
+
+// exactInt reports whether the integer i is a float64 exactly.
+func exactInt(i int) bool { return i >= -maxExact && i <= maxExact }
+
+// arithmetic compiles +, -, * and / over numbers. A sum, difference or
+// product beyond 2^53 in magnitude defers to the VM (exact), which
+// computes integers (count(), now.Unix(), literals) as integers.
+// A quotient is a float64 in the VM too.
 func arithmetic(n *ast.BinaryNode) numFunc {
 	switch n.Operator {
 	case "+", "-", "*", "/":
@@ -242,17 +266,20 @@ func arithmetic(n *ast.BinaryNode) numFunc {
 	case "+":
 		return func(e *Env) (float64, bool) {
 			x, y, ok := numbers(e, l, r)
-			return x + y, ok
+			v := x + y
+			return v, ok && exact(v)
 		}
 	case "-":
 		return func(e *Env) (float64, bool) {
 			x, y, ok := numbers(e, l, r)
-			return x - y, ok
+			v := x - y
+			return v, ok && exact(v)
 		}
 	case "*":
 		return func(e *Env) (float64, bool) {
 			x, y, ok := numbers(e, l, r)
-			return x * y, ok
+			v := x * y
+			return v, ok && exact(v)
 		}
 	}
 	return func(e *Env) (float64, bool) {
@@ -526,6 +553,11 @@ func (x *Expr) Fast(e *Env) (any, bool) {
 	}
 	return x.fast(e)
 }
+
+// Typed reports whether FastBool (a condition) or FastNumber (a score)
+// answers exactly when Fast does: a caller whose typed call did not
+// answer can go straight to the program.
+func (x *Expr) Typed() bool { return x.cond != nil || x.num != nil }
 
 // FastBool evaluates a condition without the VM when it can; ok is false
 // when the caller must run the program.

@@ -118,6 +118,14 @@ func TestFastMatchesVM(t *testing.T) {
   - id: a5
     placements: [p]
     score: 3 - customer.a1 * customer.a2 + 7 / 2
+  - id: big1
+    placements: [p]
+    when: now.Unix() * 1000000000 + 1 > now.Unix() * 1000000000
+    score: count("view", "7d") + 9007199254740993
+  - id: big2
+    placements: [p]
+    when: count("view", "7d") * 4611686018427387904 < 0 or now.Unix() * 10000000000 > 0
+    score: count("cart", "30d") * 4611686018427387904
 `)}})
 	if err != nil {
 		t.Fatal(err)
@@ -358,5 +366,34 @@ func TestEventCallsRemembered(t *testing.T) {
 	env.SetCustomer("c2", nil)
 	if got := eval(); got != 5*2+6 || f.asked != 6 {
 		t.Fatalf("for a new customer: score %v after %d calls; want 16 after 6", got, f.asked)
+	}
+}
+
+// A fresh environment remembers nothing: memo slots that exist before
+// the first customer is set must not look current.
+func TestFreshEnvRemembersNothing(t *testing.T) {
+	rs, err := Compile([]File{{Name: "actions.yaml", Data: []byte(`actions:
+  - id: first
+    placements: [p]
+    score: count("fresh-env-1", "7d") + 0
+  - id: second
+    placements: [p]
+    score: count("fresh-env-2", "7d") + 0
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &countingFuncs{}
+	env := NewEnv(f)
+	// The second call's slot is numbered after the first's: asking it
+	// first grows the memo over the first's slot.
+	for _, a := range []int{1, 0} {
+		v, ok := rs.Actions[a].Score.FastNumber(env)
+		if !ok || v == 0 {
+			t.Fatalf("%s: %v, %v after %d calls; want an answer from count()", rs.Actions[a].ID, v, ok, f.asked)
+		}
+	}
+	if f.asked != 2 {
+		t.Errorf("count() asked %d times; want 2", f.asked)
 	}
 }

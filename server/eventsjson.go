@@ -161,6 +161,7 @@ func (d *eventDecoder) eventType() (*string, bool) {
 
 // float reads a number into the slab.
 func (d *eventDecoder) float() (*float64, bool) {
+	d.ws() // number starts at the number itself
 	f, ok := d.number()
 	if !ok {
 		return nil, false

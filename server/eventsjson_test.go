@@ -17,6 +17,8 @@ var eventBodies = []struct {
 	{`{"events":[{"customer_id":"c1","type":"view","value":1},{"customer_id":"c2","type":"cart","value":0.25},{"customer_id":"c1","type":"view"}]}`, true},
 	{` { "events" : [ ] } `, true},
 	{"{\n\t\"customer_id\": \"c1\",\r\n\"type\": \"view\", \"time\": \"2026-11-23T10:00:00Z\", \"properties\": {\"path\": \"/shoes\", \"n\": -1e3, \"ok\": true, \"x\": null}}\n", true},
+	{`{"customer_id": "c1", "type": "view", "value": 1}`, true},
+	{`{"events": [{"customer_id": "c1", "type": "view", "value": -2.5e1 }]}`, true},
 	{`{"customer_id":"c1","type":"view","properties":null}`, true},
 	{`{"customer_id":"c1","type":"view","properties":{}}`, true},
 	{`{}`, true},

@@ -1269,16 +1269,17 @@ func (s *Store) CacheStats() (hits, misses uint64) {
 // misses, how many memtables and files a read goes through, and how far
 // compactions lag.
 func (s *Store) EngineStats(f func(name, help string, counter bool, value float64)) {
-	if s.closed.Load() {
-		return
+	if s.enter() != nil {
+		return // closed
 	}
+	defer s.leave()
 	m := s.db.Metrics()
 	f("pebble_block_cache_hits_total", "Block reads Pebble's block cache answered.", true, float64(m.BlockCache.Hits))
 	f("pebble_block_cache_misses_total", "Block reads that went to the files.", true, float64(m.BlockCache.Misses))
 	f("pebble_block_cache_bytes", "Bytes of blocks in Pebble's block cache.", false, float64(m.BlockCache.Size))
 	f("pebble_memtables", "Memtables alive (the one written to, those queued for a flush, and those still read).", false, float64(m.MemTable.Count+m.MemTable.ZombieCount))
 	f("pebble_memtable_bytes", "Bytes of the memtables alive.", false, float64(m.MemTable.Size+m.MemTable.ZombieSize))
-	f("pebble_read_amplification", "Memtables and files a point read may go through (L0 sublevels count one each).", false, float64(m.ReadAmp()))
+	f("pebble_read_amplification", "Level-0 sublevels plus non-empty levels below: the files a point read may go through besides the memtables.", false, float64(m.ReadAmp()))
 	f("pebble_l0_files", "Files in level 0, which every read checks.", false, float64(m.Levels[0].TablesCount))
 	f("pebble_compaction_debt_bytes", "Bytes compactions must rewrite to bring the levels back into shape.", false, float64(m.Compact.EstimatedDebt))
 	f("pebble_flushes_total", "Memtable flushes.", true, float64(m.Flush.Count))
