@@ -16,6 +16,41 @@ import (
 // be valid UTF-8 (checkJSON), as encoding/json would replace bad bytes.
 func decodeDecideFast(data []byte, b *decideBody) bool {
 	s := scanner{b: data}
+	ok := s.object(func(key []byte) (bit uint8, ok bool) {
+		switch string(key) {
+		case "customer_id":
+			return 1, s.strValue(&b.CustomerID)
+		case "placement":
+			return 2, s.strValue(&b.Placement)
+		case "channel":
+			return 4, s.strValue(&b.Channel)
+		case "placements":
+			b.Placements, ok = s.strArray(b.Placements[:0])
+			return 8, ok
+		case "context":
+			if b.ctx == nil {
+				b.ctx = make(map[string]any)
+			}
+			b.Context, ok = s.flatObject(b.ctx)
+			return 16, ok
+		}
+		return 0, false // unknown, or in another case, which encoding/json matches
+	})
+	s.ws()
+	return ok && s.i == len(s.b)
+}
+
+// scanner reads JSON tokens from b at i.
+type scanner struct {
+	b []byte
+	i int
+}
+
+// object reads an object whose values field reads: field is called at
+// each key, with the scanner after its colon, and answers the key's bit
+// (so that a key is refused the second time) and whether it read the
+// value. An unknown key is field's to refuse.
+func (s *scanner) object(field func(key []byte) (bit uint8, ok bool)) bool {
 	if !s.next('{') {
 		return false
 	}
@@ -28,42 +63,13 @@ func decodeDecideFast(data []byte, b *decideBody) bool {
 		if !ok || !s.next(':') {
 			return false
 		}
-		var bit uint8
-		switch string(key) {
-		case "customer_id":
-			bit = 1
-			ok = s.strValue(&b.CustomerID)
-		case "placement":
-			bit = 2
-			ok = s.strValue(&b.Placement)
-		case "channel":
-			bit = 4
-			ok = s.strValue(&b.Channel)
-		case "placements":
-			bit = 8
-			b.Placements, ok = s.strArray(b.Placements[:0])
-		case "context":
-			bit = 16
-			if b.ctx == nil {
-				b.ctx = make(map[string]any)
-			}
-			b.Context, ok = s.flatObject(b.ctx)
-		default:
-			return false // unknown, or in another case, which encoding/json matches
-		}
+		bit, ok := field(key)
 		if !ok || seen&bit != 0 {
 			return false
 		}
 		seen |= bit
 	}
-	s.ws()
-	return s.i == len(s.b)
-}
-
-// scanner reads JSON tokens from b at i.
-type scanner struct {
-	b []byte
-	i int
+	return true
 }
 
 func (s *scanner) ws() {

@@ -18,32 +18,18 @@ func decodeEventsFast(data []byte) (eventIn, *[]eventIn, bool) {
 	d := eventDecoder{scanner: scanner{b: data}}
 	var top eventIn
 	var batch *[]eventIn
-	if !d.next('{') {
+	ok := d.object(func(key []byte) (bit uint8, ok bool) {
+		if string(key) == "events" {
+			batch, ok = d.events()
+			return 1 << 5, ok
+		}
+		return d.field(&top, key)
+	})
+	d.ws()
+	if !ok || d.i != len(d.b) {
 		return top, nil, false
 	}
-	var seen uint8
-	for !d.next('}') {
-		if seen != 0 && !d.next(',') {
-			return top, nil, false
-		}
-		key, ok := d.str()
-		if !ok || !d.next(':') {
-			return top, nil, false
-		}
-		var bit uint8
-		if string(key) == "events" {
-			bit = 1 << 5
-			batch, ok = d.events()
-		} else {
-			bit, ok = d.field(&top, key)
-		}
-		if !ok || seen&bit != 0 {
-			return top, nil, false
-		}
-		seen |= bit
-	}
-	d.ws()
-	return top, batch, d.i == len(d.b)
+	return top, batch, true
 }
 
 // eventDecoder is a scanner with the slabs decodeEventsFast allocates in.
@@ -79,25 +65,7 @@ func (d *eventDecoder) events() (*[]eventIn, bool) {
 
 // event reads an event object into in (zero).
 func (d *eventDecoder) event(in *eventIn) bool {
-	if !d.next('{') {
-		return false
-	}
-	var seen uint8
-	for !d.next('}') {
-		if seen != 0 && !d.next(',') {
-			return false
-		}
-		key, ok := d.str()
-		if !ok || !d.next(':') {
-			return false
-		}
-		bit, ok := d.field(in, key)
-		if !ok || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-	}
-	return true
+	return d.object(func(key []byte) (uint8, bool) { return d.field(in, key) })
 }
 
 // field reads the value of an event's field key into in; bit names the
