@@ -26,7 +26,8 @@ type Env struct {
 	// customer, by attrSlot: rules read the same few attributes once per
 	// candidate, and a map lookup in a customer the CPU's caches do not
 	// hold costs more than the comparison it feeds. An entry is current
-	// when its memoAt is gen, which SetCustomer advances.
+	// when its memoAt is gen, which SetCustomer, SetRequest and Clear
+	// advance.
 	memo   []any
 	memoAt []uint32
 	gen    uint32
@@ -38,6 +39,29 @@ type Env struct {
 	callsAt []uint32
 }
 
+// slots numbers the keys compiled rules use (attribute names, event
+// function calls) for Env's memos. Rule files are written by operators
+// and name few; a table only grows, by the keys of new rules.
+type slots[K comparable] struct {
+	mu sync.Mutex
+	m  map[K]int
+}
+
+// slot returns the slot of k, numbering it if it is new.
+func (t *slots[K]) slot(k K) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[K]int{}
+	}
+	n, ok := t.m[k]
+	if !ok {
+		n = len(t.m)
+		t.m[k] = n
+	}
+	return n
+}
+
 // callKey names one event function call with literal arguments.
 type callKey struct {
 	fn     string
@@ -45,25 +69,18 @@ type callKey struct {
 	window time.Duration
 }
 
-// callSlots numbers the event function calls compiled rules make, for
-// Env.calls, as attrSlots numbers attributes.
-var callSlots = struct {
-	sync.Mutex
-	m map[callKey]int
-}{m: map[callKey]int{}}
+var (
+	attrSlots slots[string]  // for Env.memo
+	callSlots slots[callKey] // for Env.calls
+)
+
+// attrSlot returns the memo slot of attribute key.
+func attrSlot(key string) int { return attrSlots.slot(key) }
 
 // callSlot returns the memo slot of a call of fn (fnCount, fnSum,
 // fnDaysSince) on event type typ over window (0 for days_since).
 func callSlot(fn, typ string, window time.Duration) int {
-	callSlots.Lock()
-	defer callSlots.Unlock()
-	k := callKey{fn, typ, window}
-	slot, ok := callSlots.m[k]
-	if !ok {
-		slot = len(callSlots.m)
-		callSlots.m[k] = slot
-	}
-	return slot
+	return callSlots.slot(callKey{fn, typ, window})
 }
 
 // call returns what the event function call with memo slot slot answers
@@ -79,26 +96,6 @@ func (e *Env) call(slot int, f func(e *Env) float64) float64 {
 	}
 	e.calls[slot], e.callsAt[slot] = v, e.gen
 	return v
-}
-
-// attrSlots numbers the attribute names that compiled rules read, for
-// Env.memo. Rule files are written by operators and name few attributes;
-// the table only grows, by the names of new rules.
-var attrSlots = struct {
-	sync.Mutex
-	m map[string]int
-}{m: map[string]int{}}
-
-// attrSlot returns the memo slot of attribute key.
-func attrSlot(key string) int {
-	attrSlots.Lock()
-	defer attrSlots.Unlock()
-	slot, ok := attrSlots.m[key]
-	if !ok {
-		slot = len(attrSlots.m)
-		attrSlots.m[key] = slot
-	}
-	return slot
 }
 
 // attr returns attribute key of the customer, which has memo slot slot.

@@ -102,15 +102,7 @@ func fastCall(n *ast.CallNode) fastFunc {
 		}
 		return nil
 	case segmentAtFn:
-		if len(args) != 1 {
-			return nil
-		}
-		i, ok := args[0].(*ast.IntegerNode)
-		if !ok {
-			return nil
-		}
-		idx := i.Value
-		return func(e *Env) (any, bool) { return e.f.Segment(idx), true }
+		return boxedBool(segmentCall(n))
 	case fnCount:
 		f := numeric(n)
 		if f == nil {
@@ -387,11 +379,8 @@ func compileBool(n ast.Node) boolFunc {
 			return !v, ok
 		}
 	case *ast.CallNode:
-		if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == segmentAtFn && len(n.Arguments) == 1 {
-			if i, ok := n.Arguments[0].(*ast.IntegerNode); ok {
-				idx := i.Value
-				return func(e *Env) (bool, bool) { return e.f.Segment(idx), true }
-			}
+		if f := segmentCall(n); f != nil {
+			return f
 		}
 	case *ast.BinaryNode:
 		switch n.Operator {
@@ -410,6 +399,21 @@ func compileBool(n ast.Node) boolFunc {
 		b, isBool := v.(bool)
 		return b, ok && isBool
 	}
+}
+
+// segmentCall compiles segment() of a segment index (the rewriter's
+// segmentAtFn call); nil for any other call.
+func segmentCall(n *ast.CallNode) boolFunc {
+	id, ok := n.Callee.(*ast.IdentifierNode)
+	if !ok || id.Value != segmentAtFn || len(n.Arguments) != 1 {
+		return nil
+	}
+	i, ok := n.Arguments[0].(*ast.IntegerNode)
+	if !ok {
+		return nil
+	}
+	idx := i.Value
+	return func(e *Env) (bool, bool) { return e.f.Segment(idx), true }
 }
 
 // boxedBool is f as a fastFunc (a bool in an any does not allocate).
