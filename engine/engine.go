@@ -347,7 +347,7 @@ func (st *state) begin(e *Engine, rs *rules.Ruleset, src Source, req *Request, c
 	if st.id == "" {
 		st.id = cust.ID
 	}
-	st.env.SetCustomer(st.id, cust.Attributes)
+	st.env.SetCustomer(st.id, cust)
 	st.env.SetRequest(req.Context, req.Channel, req.Now)
 
 	st.segMemo = resize(st.segMemo, len(rs.Segments))

@@ -32,7 +32,7 @@ actions:
 		t.Fatalf("the probe found process environment variables in $env (or failed): %+v", d.Placements[0])
 	}
 	got := d.Placements[0].Items[0].Content.(map[string]any)["names"]
-	const want = "channel,context,context·get,count,customer,customer·get,customer·id,days_since,now,now·get,outcomes,placement,propensity,segment·at,shown,sum"
+	const want = "channel,context,context·get,count,customer,customer·all,customer·get,customer·id,days_since,now,now·get,outcomes,placement,propensity,segment·at,shown,sum"
 	if got != want {
 		t.Errorf("$env holds %v; want exactly %s", got, want)
 	}

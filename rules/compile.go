@@ -81,7 +81,7 @@ func (l *loader) compileExpr(f *srcFile, n *node, src string, base int, kind exp
 	}
 	// Then compile the program that runs on Env. Scores get no cast to
 	// float64, which would box every result: the engine converts.
-	opts = append(slices.Clone(commonOptions), expr.Env(runtimeEnv), expr.Patch(rewriter{defaults: l.defaults, lookups: true, segments: l.rs.segIndex}))
+	opts = append(slices.Clone(commonOptions), expr.Env(runtimeEnv), expr.Patch(rewriter{defaults: l.defaults, lookups: true, segments: l.rs.segIndex}), expr.Patch(wholeCustomer{}))
 	if kind == condExpr {
 		opts = append(opts, expr.AsBool())
 	}

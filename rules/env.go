@@ -16,11 +16,11 @@ import (
 // name with one map lookup and no allocation, and the function signatures
 // chosen below let it call them without reflection or argument slices.
 type Env struct {
-	m     map[string]any
-	attrs map[string]any
-	ctx   map[string]any
-	now   time.Time
-	f     Funcs
+	m    map[string]any
+	cust Attributes
+	ctx  map[string]any
+	now  time.Time
+	f    Funcs
 
 	// memo holds the attributes the fast path read for the current
 	// customer, by attrSlot: rules read the same few attributes once per
@@ -37,7 +37,31 @@ type Env struct {
 	// again in one decision.
 	calls   []float64
 	callsAt []uint32
+	// whole is the customer's attributes as one map, for programs that
+	// use customer as a value (customer·all), when wholeAt is gen.
+	whole   map[string]any
+	wholeAt uint32
 }
+
+// Attributes is a customer's attributes as the rules read them. The store
+// keeps a cached customer's attributes encoded, not as a map, and decodes
+// the ones a rule asks for (store.Customer implements Attributes).
+type Attributes interface {
+	// Attr returns attribute key, nil if it is absent.
+	Attr(key string) any
+	// AttributeMap returns all the attributes, which the caller must not
+	// modify.
+	AttributeMap() map[string]any
+}
+
+// MapAttributes is Attributes held in a map.
+type MapAttributes map[string]any
+
+// Attr implements Attributes.
+func (m MapAttributes) Attr(key string) any { return m[key] }
+
+// AttributeMap implements Attributes.
+func (m MapAttributes) AttributeMap() map[string]any { return m }
 
 // slots numbers the keys compiled rules use (attribute names, event
 // function calls) for Env's memos. Rule files are written by operators
@@ -103,7 +127,7 @@ func (e *Env) attr(slot int, key string) any {
 	if slot < len(e.memoAt) && e.memoAt[slot] == e.gen {
 		return e.memo[slot]
 	}
-	v := e.attrs[key]
+	v := e.cust.Attr(key)
 	if slot >= len(e.memoAt) {
 		e.memo = append(e.memo, make([]any, slot+1-len(e.memo))...)
 		e.memoAt = append(e.memoAt, make([]uint32, slot+1-len(e.memoAt))...)
@@ -139,6 +163,7 @@ const (
 	// Names that are no identifiers, so rules cannot reach them directly.
 	customerIDVar = "customer·id"
 	getAttrFn     = "customer·get"
+	allAttrsFn    = "customer·all"
 	getContextFn  = "context·get"
 	segmentAtFn   = "segment·at"
 	nowGetFn      = "now·get"
@@ -152,7 +177,10 @@ const (
 	fnPropensity = "propensity"
 )
 
-var emptyMap = map[string]any{}
+var (
+	emptyMap   = map[string]any{}
+	emptyAttrs = MapAttributes(emptyMap)
+)
 
 // NewEnv returns an environment whose functions answer from f.
 func NewEnv(f Funcs) *Env {
@@ -176,7 +204,7 @@ func NewEnv(f Funcs) *Env {
 	}
 	// gen starts at 1: a memo slot the arrays grow to holds generation 0,
 	// which must never look current.
-	e := &Env{attrs: emptyMap, ctx: emptyMap, f: f, gen: 1}
+	e := &Env{cust: emptyAttrs, ctx: emptyMap, f: f, gen: 1}
 	e.m = map[string]any{
 		varCustomer:   emptyMap,
 		varContext:    emptyMap,
@@ -205,7 +233,8 @@ func NewEnv(f Funcs) *Env {
 		fnPropensity: f.Propensity,
 		// customer.X and context.X compile to these: a plain map lookup,
 		// where expr's generic fetch would allocate through reflection.
-		getAttrFn:    func(k any) any { return e.attrs[k.(string)] },
+		getAttrFn:    func(k any) any { return e.cust.Attr(k.(string)) },
+		allAttrsFn:   e.allAttributes,
 		getContextFn: func(k any) any { return e.ctx[k.(string)] },
 		nowGetFn:     func(m any) any { return nowCalls[m.(string)](e.now) },
 	}
@@ -235,14 +264,26 @@ func (e *Env) Map() map[string]any { return e.m }
 
 // SetCustomer sets the customer's id and attributes. The attributes are
 // read, never modified.
-func (e *Env) SetCustomer(id string, attrs map[string]any) {
+func (e *Env) SetCustomer(id string, attrs Attributes) {
 	if attrs == nil {
-		attrs = emptyMap
+		attrs = emptyAttrs
 	}
-	e.m[varCustomer] = attrs
-	e.attrs = attrs
+	e.cust = attrs
 	e.m[customerIDVar] = id
 	e.forget()
+}
+
+// allAttributes returns the customer's attributes as one map, for a
+// program that uses customer as a value ("tier" in customer), decoding
+// them once per customer.
+func (e *Env) allAttributes() any {
+	if e.wholeAt != e.gen {
+		e.whole, e.wholeAt = e.cust.AttributeMap(), e.gen
+		if e.whole == nil {
+			e.whole = emptyMap
+		}
+	}
+	return e.whole
 }
 
 // forget makes every memo entry (attributes and calls) stale.
@@ -251,6 +292,7 @@ func (e *Env) forget() {
 	if e.gen == 0 { // wrapped: no entry may look current
 		clear(e.memoAt)
 		clear(e.callsAt)
+		e.wholeAt = 0
 		e.gen = 1
 	}
 }
@@ -283,8 +325,8 @@ func (e *Env) setString(k, s string) {
 
 // Clear drops the references to one decision's data.
 func (e *Env) Clear() {
-	e.m[varCustomer], e.m[varContext] = emptyMap, emptyMap
-	e.attrs, e.ctx = emptyMap, emptyMap
+	e.m[varContext] = emptyMap
+	e.cust, e.ctx, e.whole = emptyAttrs, emptyMap, nil
 	clear(e.memo)
 	e.forget()
 }
@@ -309,6 +351,7 @@ func checkEnvFor(customer any) map[string]any {
 		fnOutcomes:    (func(string, string, string) int)(nil),
 		fnPropensity:  (func() float64)(nil),
 		getAttrFn:     (func(any) any)(nil),
+		allAttrsFn:    (func() any)(nil),
 		getContextFn:  (func(any) any)(nil),
 		segmentAtFn:   (func(int) bool)(nil),
 		nowGetFn:      (func(any) any)(nil),
@@ -443,6 +486,34 @@ func nowCall(np *ast.Node, call *ast.CallNode) {
 	get := lookup(nowGetFn, key)
 	get.SetLocation(call.Location())
 	ast.Patch(np, get)
+}
+
+// wholeCustomer turns what is left of customer after rewriter, uses of
+// the whole object ("tier" in customer, customer[k], $env.customer), into
+// customer·all(): the environment holds no attribute map to put in
+// customer (only $env[k] with k computed to "customer" still finds the
+// empty placeholder). It runs after rewriter, which must see customer.X
+// first.
+type wholeCustomer struct{}
+
+func (wholeCustomer) Visit(np *ast.Node) {
+	switch n := (*np).(type) {
+	case *ast.IdentifierNode:
+		if n.Value != varCustomer {
+			return
+		}
+	case *ast.MemberNode:
+		env, ok := n.Node.(*ast.IdentifierNode)
+		prop, isStr := n.Property.(*ast.StringNode)
+		if !ok || env.Value != "$env" || !isStr || prop.Value != varCustomer {
+			return
+		}
+	default:
+		return
+	}
+	call := &ast.CallNode{Callee: &ast.IdentifierNode{Value: allAttrsFn}}
+	call.SetLocation((*np).Location())
+	ast.Patch(np, call)
 }
 
 func lookup(fn string, key *ast.StringNode) ast.Node {

@@ -163,7 +163,7 @@ func TestFastMatchesVM(t *testing.T) {
 					ctx[n] = randomValue(rng)
 				}
 			}
-			env.SetCustomer(fmt.Sprintf("c-%d", i), attrs)
+			env.SetCustomer(fmt.Sprintf("c-%d", i), MapAttributes(attrs))
 			env.SetRequest(ctx, "web", time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
 			env.SetPlacement("home_hero")
 			var m vm.VM
@@ -395,5 +395,49 @@ func TestFreshEnvRemembersNothing(t *testing.T) {
 	}
 	if f.asked != 2 {
 		t.Errorf("count() asked %d times; want 2", f.asked)
+	}
+}
+
+// Programs that use customer as a whole object read it through
+// customer·all(), the environment holding no attribute map, and get each
+// customer's own attributes.
+func TestWholeCustomer(t *testing.T) {
+	conds := []string{
+		`"tier" in customer`,
+		`customer["tier"] == "gold"`,
+		`customer[context.key] == "gold"`,
+		`len(customer) == 2`,
+		`"tier" in keys(customer)`,
+		`$env.customer.tier == "gold"`,
+		`$env["customer"].n == 2`,
+	}
+	var b strings.Builder
+	b.WriteString("actions:\n")
+	for i, c := range conds {
+		fmt.Fprintf(&b, "  - id: a%d\n    placements: [p]\n    when: '%s'\n", i, c)
+	}
+	rs, err := Compile([]File{{Name: "actions.yaml", Data: []byte(b.String())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := NewEnv(&countingFuncs{})
+	var m vm.VM
+	for _, c := range []struct {
+		attrs Attributes
+		want  bool
+	}{
+		{MapAttributes{"tier": "gold", "n": 2.0}, true},
+		{MapAttributes{"n": 1.0}, false},
+		{nil, false},
+		{MapAttributes{"n": 2.0, "tier": "gold"}, true},
+	} {
+		env.SetCustomer("c", c.attrs)
+		env.SetRequest(map[string]any{"key": "tier"}, "web", time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+		for i, a := range rs.Actions {
+			got, err := m.Run(a.When.Program(), env.Map())
+			if err != nil || got != c.want {
+				t.Errorf("%s for %v: %v (error %v); want %v", conds[i], c.attrs, got, err, c.want)
+			}
+		}
 	}
 }

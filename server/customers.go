@@ -88,7 +88,7 @@ func (s *Server) getCustomer(ctx *fasthttp.RequestCtx, id string) error {
 	b := []byte(`{"id":`)
 	b = appendString(b, id)
 	b = append(b, `,"attributes":`...)
-	b = appendObject(b, c.Attributes)
+	b = appendObject(b, c.AttributeMap())
 
 	b = append(b, `,"events":{`...)
 	types := make([]string, 0, len(c.Events))

@@ -57,7 +57,7 @@ func OutcomeNames() []string { return append([]string(nil), outcomeNames[:Holdou
 // recording a contact independent of the length of the history, versions
 // of a customer share what a write does not change:
 //
-//   - Attributes and Events are shared until a write of attributes or
+//   - Attributes (or Encoded) and Events are shared until a write of attributes or
 //     events replaces them (CopySharingContacts copies them; an event
 //     write shares the attributes and copies only the aggregates of the
 //     event types it adds to, CopyForEvents).
@@ -75,10 +75,18 @@ func OutcomeNames() []string { return append([]string(nil), outcomeNames[:Holdou
 // A customer built by hand (tests, simulations) is owned by its builder,
 // who may use AddContact, AddEvent and PruneContacts on it freely.
 type Customer struct {
-	ID         string
+	ID string
+	// Attributes holds the attributes as a map; when it is nil they are
+	// in Encoded, or there are none. Read them with Attr and
+	// AttributeMap, which look in both; replace them with SetAttributes.
 	Attributes map[string]any
-	Events     map[string]*EventStats // by event type
-	Contacts   []Contact              // oldest first
+	// Encoded holds the attributes in a store's own encoding, when
+	// Attributes is nil: a cached customer keeps them so, because a map
+	// of boxed values is what the garbage collector scans most in a full
+	// cache (see EncodedAttributes). Encoded values are never modified.
+	Encoded  EncodedAttributes
+	Events   map[string]*EventStats // by event type
+	Contacts []Contact              // oldest first
 	// Outcomes summarizes Contacts so that "did the customer ever give
 	// outcome O for action A" needs no scan (HasOutcome): for each action
 	// with a contact whose outcome is not Served, the bitmask of those
@@ -95,9 +103,54 @@ type Customer struct {
 	index *contactIndex
 }
 
+// EncodedAttributes is an attribute object in a store's own encoding,
+// which holds no pointer to each key and value as a map[string]any does:
+// the garbage collector marks it in one step instead of scanning every
+// slot and box. Lookups decode what they return.
+type EncodedAttributes interface {
+	// Attr returns attribute key (nil if it is absent): a JSON value as
+	// encoding/json decodes one into an any.
+	Attr(key string) any
+	// Map returns all the attributes in a new map (nil if there are none).
+	Map() map[string]any
+	// Len returns how many attributes there are.
+	Len() int
+}
+
+// Attr returns attribute key of c (nil if it is absent), from Attributes or
+// Encoded.
+func (c *Customer) Attr(key string) any {
+	if c.Attributes == nil && c.Encoded != nil {
+		return c.Encoded.Attr(key)
+	}
+	return c.Attributes[key]
+}
+
+// AttributeMap returns c's attributes as a map, decoding Encoded into a new
+// one if that is where they are. The map must not be modified.
+func (c *Customer) AttributeMap() map[string]any {
+	if c.Attributes == nil && c.Encoded != nil {
+		return c.Encoded.Map()
+	}
+	return c.Attributes
+}
+
+// SetAttributes replaces c's attributes with m.
+func (c *Customer) SetAttributes(m map[string]any) {
+	c.Attributes, c.Encoded = m, nil
+}
+
+// attrCount is the number of c's attributes.
+func (c *Customer) attrCount() int {
+	if c.Attributes == nil && c.Encoded != nil {
+		return c.Encoded.Len()
+	}
+	return len(c.Attributes)
+}
+
 // Empty reports whether nothing is stored for the customer.
 func (c *Customer) Empty() bool {
-	return c == nil || (len(c.Attributes) == 0 && len(c.Events) == 0 && len(c.Contacts) == 0)
+	return c == nil || (c.attrCount() == 0 && len(c.Events) == 0 && len(c.Contacts) == 0)
 }
 
 // Contact is one entry of the contact history. It holds no pointer (see
@@ -508,7 +561,7 @@ func (c *Customer) CopyForEvents(types []string) *Customer {
 	if c == nil {
 		return nil
 	}
-	out := &Customer{ID: c.ID, Attributes: c.Attributes, Contacts: c.Contacts, Outcomes: c.Outcomes, index: c.index}
+	out := &Customer{ID: c.ID, Attributes: c.Attributes, Encoded: c.Encoded, Contacts: c.Contacts, Outcomes: c.Outcomes, index: c.index}
 	if c.Events != nil {
 		out.Events = maps.Clone(c.Events)
 		for _, typ := range types {
@@ -525,14 +578,15 @@ func (c *Customer) CopyForEvents(types []string) *Customer {
 
 // CopySharingContacts returns a copy of c whose attributes map and events
 // can be changed without touching c, but that shares c's Contacts (the
-// slice header and its array) and Outcomes: it costs O(attributes +
-// events), not O(contacts). The contacts may be appended to only under
-// the rules of AppendContacts, when the copy becomes the newest version.
+// slice header and its array), Outcomes and Encoded attributes (which are
+// never modified, only replaced): it costs O(attributes + events), not
+// O(contacts). The contacts may be appended to only under the rules of
+// AppendContacts, when the copy becomes the newest version.
 func (c *Customer) CopySharingContacts() *Customer {
 	if c == nil {
 		return nil
 	}
-	out := &Customer{ID: c.ID, Contacts: c.Contacts, Outcomes: c.Outcomes, index: c.index}
+	out := &Customer{ID: c.ID, Encoded: c.Encoded, Contacts: c.Contacts, Outcomes: c.Outcomes, index: c.index}
 	if c.Attributes != nil {
 		out.Attributes = make(map[string]any, len(c.Attributes))
 		for k, v := range c.Attributes {

@@ -75,7 +75,7 @@ func (s *Store) update(id string, f func(c *store.Customer)) *store.Customer {
 func (s *Store) PutAttributes(id string, attrs map[string]any) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.update(id, func(c *store.Customer) { c.Attributes = attrs })
+	s.update(id, func(c *store.Customer) { c.SetAttributes(attrs) })
 	return nil
 }
 
@@ -83,8 +83,8 @@ func (s *Store) PutAttributes(id string, attrs map[string]any) error {
 func (s *Store) PatchAttributes(id string, patch map[string]any) (map[string]any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.update(id, func(c *store.Customer) { c.Attributes = store.MergePatch(c.Attributes, patch) })
-	return c.Attributes, nil
+	c := s.update(id, func(c *store.Customer) { c.SetAttributes(store.MergePatch(c.AttributeMap(), patch)) })
+	return c.AttributeMap(), nil
 }
 
 // Delete implements store.Store.

@@ -150,6 +150,31 @@ func BenchmarkDecode(b *testing.B) {
 	})
 }
 
+// BenchmarkAttr reads three attributes of a typical customer (a number, a
+// string, one absent), as a decision's rules do once each: from the
+// encoding a cached customer keeps (attrs) and from a map.
+func BenchmarkAttr(b *testing.B) {
+	c := typicalCustomer("c")
+	enc, err := appendObject(nil, c.Attributes, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, held := range []*store.Customer{{Encoded: attrs(enc)}, {Attributes: c.Attributes}} {
+		name := "map"
+		if held.Encoded != nil {
+			name = "encoded"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if held.Attr("churn_risk") != 0.8 || held.Attr("segment") != "b2c" || held.Attr("absent") != nil {
+					b.Fatal("wrong attributes")
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkAddEvents commits batches of 100 events over 20 customers, each
 // batch synced.
 func BenchmarkAddEvents(b *testing.B) {

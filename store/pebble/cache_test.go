@@ -37,7 +37,7 @@ func TestSmallCache(t *testing.T) {
 	for pass := range 3 {
 		for _, i := range r.Perm(n) {
 			c := mustCustomer(t, s, fmt.Sprint("c", i))
-			if c == nil || c.Attributes["i"] != float64(i) {
+			if c == nil || c.AttributeMap()["i"] != float64(i) {
 				t.Fatalf("pass %d: c%d: got %v", pass, i, c)
 			}
 		}
@@ -200,7 +200,7 @@ func TestMissWaitsOnlyForItsStripe(t *testing.T) {
 	}
 	read := func(id string) {
 		t.Helper()
-		if c := mustCustomer(t, s, id); c == nil || c.Attributes["name"] != id {
+		if c := mustCustomer(t, s, id); c == nil || c.AttributeMap()["name"] != id {
 			t.Fatalf("%s: got %v", id, c)
 		}
 	}
@@ -260,7 +260,7 @@ func TestPendingEntryAfterEviction(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		c := mustCustomer(t, s, "u")
-		if c == nil || c.Attributes["tier"] != "gold" || actions(c.Contacts) != "a" || eventCount(t, s, "u", "view") != 1 {
+		if c == nil || c.AttributeMap()["tier"] != "gold" || actions(c.Contacts) != "a" || eventCount(t, s, "u", "view") != 1 {
 			t.Fatalf("%s: %+v", when, c)
 		}
 	}

@@ -67,7 +67,10 @@ import (
 //
 // The decoder converts the value to one string and slices every key and
 // string out of it: decoding allocates per map, slice and event type, never
-// per string. The contact decoder makes actions and channels names
+// per string. A customer read from Pebble keeps its attributes so encoded,
+// a slice of the record (attrs, store.EncodedAttributes), and decodes only
+// the values the rules ask for; a write keeps them as it encoded them
+// (stage). The contact decoder makes actions and channels names
 // (store.Name).
 const (
 	recordV2  = 2
@@ -113,13 +116,16 @@ type kept struct {
 func appendRecord(b []byte, c *store.Customer, k kept) ([]byte, error) {
 	b = append(b, recordV2)
 	var err error
+	enc, _ := c.Encoded.(attrs)
 	switch {
 	case k.attrs != "":
 		b = append(b, k.attrs...)
-	case c.Attributes == nil:
+	case c.Attributes == nil && enc != "":
+		b = append(b, enc...)
+	case c.AttributeMap() == nil:
 		b = append(b, tagNull)
 	default:
-		if b, err = appendObject(b, c.Attributes, 0); err != nil {
+		if b, err = appendObject(b, c.AttributeMap(), 0); err != nil {
 			return b, err
 		}
 	}
@@ -456,8 +462,59 @@ func decodeCustomer(id string, rec string) (*store.Customer, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &store.Customer{ID: id, Attributes: d.attributes()}
+	c := &store.Customer{ID: id}
+	if a := d.encodedAttributes(); a != "" {
+		c.Encoded = a
+	}
 	return d.events(c)
+}
+
+// attrs is an attribute object as a main record encodes it (tagObject
+// first), kept encoded as store.EncodedAttributes: a cached customer's
+// attributes are one string, which the garbage collector marks without
+// scanning, instead of a map of boxed values. It is a slice of the record
+// it was decoded from, or a copy of the part of the record written (see
+// stage), and it is never modified.
+type attrs string
+
+// encodedAttributes checks and passes over a main record's attributes,
+// and returns them as encoded ("" for none).
+func (d *decoder) encodedAttributes() attrs {
+	start := d.i
+	d.skip = true
+	d.attributes()
+	d.skip = false
+	if d.err != nil || d.s[start] != tagObject {
+		return ""
+	}
+	return attrs(d.s[start:d.i])
+}
+
+// Attr implements store.EncodedAttributes: it steps over the other
+// attributes, decoding only key's value. The encoding was checked when a
+// was made.
+func (a attrs) Attr(key string) any {
+	d := decoder{s: string(a), i: 1, skip: true}
+	for range d.count(2) {
+		if d.string() == key {
+			d.skip = false
+			return d.value(1)
+		}
+		d.value(1)
+	}
+	return nil
+}
+
+// Map implements store.EncodedAttributes.
+func (a attrs) Map() map[string]any {
+	d := decoder{s: string(a)}
+	return d.attributes()
+}
+
+// Len implements store.EncodedAttributes.
+func (a attrs) Len() int {
+	d := decoder{s: string(a), i: 1}
+	return d.count(2)
 }
 
 // recordDecoder returns a decoder of main record rec past its version.

@@ -106,6 +106,7 @@ func randCustomer(r *rand.Rand, id string) *store.Customer {
 // contacts' outcomes as a store does.
 func canon(c *store.Customer) *store.Customer {
 	c = c.Copy()
+	c.SetAttributes(c.AttributeMap())
 	c.Outcomes = store.SummarizeOutcomes(c.Contacts)
 	if len(c.Events) == 0 {
 		c.Events = nil
@@ -139,6 +140,7 @@ func roundTrip(t *testing.T, c *store.Customer) *store.Customer {
 	if err != nil {
 		t.Fatalf("decodeCustomer: %v", err)
 	}
+	checkEncoded(t, got, c.Attributes)
 	var chunks [][]byte
 	for cts := c.Contacts; len(cts) > 0; {
 		n := min(len(cts), 1+len(chunks)%3)
@@ -158,7 +160,37 @@ func roundTrip(t *testing.T, c *store.Customer) *store.Customer {
 		t.Fatalf("decoding contact log: %v", err)
 	}
 	got.Outcomes = store.SummarizeOutcomes(got.Contacts)
+	got.SetAttributes(got.AttributeMap()) // compared as canon's
 	return got
+}
+
+// checkEncoded checks that c, as decoded, keeps its attributes encoded and
+// answers each of want's (the attributes encoded) through Attr, and nil
+// for others; canon then compares the whole map (Map).
+func checkEncoded(t *testing.T, c *store.Customer, want map[string]any) {
+	t.Helper()
+	if c.Attributes != nil {
+		t.Fatalf("decoded attributes into a map: %v", c.Attributes)
+	}
+	if want == nil {
+		if c.Encoded != nil {
+			t.Fatalf("attributes %#v encoded for none", c.Encoded)
+		}
+		return
+	}
+	if c.Encoded == nil || c.Encoded.Len() != len(want) {
+		t.Fatalf("encoded attributes %#v; want %d", c.Encoded, len(want))
+	}
+	for k, v := range want {
+		if got := c.Attr(k); !reflect.DeepEqual(got, v) && !containsNaNValue(v) {
+			t.Fatalf("attribute %q: got %#v; want %#v", k, got, v)
+		}
+	}
+	for _, k := range []string{"", "absent", "\x00"} {
+		if _, ok := want[k]; !ok && c.Attr(k) != nil {
+			t.Fatalf("attribute %q is absent but Attr answers %#v", k, c.Attr(k))
+		}
+	}
 }
 
 func decodeLog(t *testing.T, log []byte) []store.Contact {
@@ -288,8 +320,8 @@ func FuzzDecodeCustomer(f *testing.F) {
 		}
 		// The events decoded are the record's of those types, and with
 		// what was kept encoded they make the same record again.
-		if events.Attributes != nil {
-			t.Fatalf("decodeEvents decoded attributes %v", events.Attributes)
+		if events.AttributeMap() != nil {
+			t.Fatalf("decodeEvents decoded attributes %v", events.AttributeMap())
 		}
 		want := &store.Customer{ID: "x"}
 		for _, typ := range types {
@@ -332,28 +364,26 @@ func FuzzDecodeCustomer(f *testing.F) {
 	})
 }
 
-func containsNaN(c *store.Customer) bool {
-	var walk func(v any) bool
-	walk = func(v any) bool {
-		switch v := v.(type) {
-		case float64:
-			return math.IsNaN(v)
-		case []any:
-			for _, e := range v {
-				if walk(e) {
-					return true
-				}
-			}
-		case map[string]any:
-			for _, e := range v {
-				if walk(e) {
-					return true
-				}
+// containsNaNValue reports whether attribute value v holds a NaN, which
+// no comparison finds equal.
+func containsNaNValue(v any) bool {
+	switch v := v.(type) {
+	case float64:
+		return math.IsNaN(v)
+	case []any:
+		return slices.ContainsFunc(v, containsNaNValue)
+	case map[string]any:
+		for _, e := range v {
+			if containsNaNValue(e) {
+				return true
 			}
 		}
-		return false
 	}
-	if walk(c.Attributes) {
+	return false
+}
+
+func containsNaN(c *store.Customer) bool {
+	if containsNaNValue(c.AttributeMap()) {
 		return true
 	}
 	for _, s := range c.Events {
@@ -591,8 +621,8 @@ func TestDecodeEventsKept(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", types, err)
 		}
-		if len(got.Events)+k.n != len(all) || got.Attributes != nil {
-			t.Fatalf("%v: %d types decoded, %d kept, attributes %v", types, len(got.Events), k.n, got.Attributes)
+		if len(got.Events)+k.n != len(all) || got.AttributeMap() != nil {
+			t.Fatalf("%v: %d types decoded, %d kept, attributes %v", types, len(got.Events), k.n, got.AttributeMap())
 		}
 		whole, err := decodeCustomer("x", string(rec))
 		if err != nil {

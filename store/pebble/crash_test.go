@@ -78,7 +78,7 @@ func TestCrash(t *testing.T) {
 				if st := c.Events["buy"]; st != nil {
 					got = st.Count
 				}
-				if v, ok := c.Attributes["seq"].(float64); ok {
+				if v, ok := c.AttributeMap()["seq"].(float64); ok {
 					seq = int64(v)
 				}
 			}

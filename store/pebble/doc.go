@@ -41,8 +41,11 @@
 // locks picked by a hash of the id: it reads the current customer (from the
 // cache or Pebble), builds a new version (the cached value is shared with
 // readers and never mutated), commits, then publishes the new version to
-// the cache, all under the lock. An attribute write copies the
-// attributes and events (Customer.CopySharingContacts), an event write the
+// the cache, all under the lock. Customers hold their attributes encoded
+// as the main record has them (Customer.Encoded, see attrs in codec.go), so
+// an event write or a cache miss neither builds nor rebuilds a map of
+// them, and the collector marks them as one string. An attribute write
+// copies the events (Customer.CopySharingContacts), an event write the
 // aggregates of its event types (Customer.CopyForEvents), and both share
 // the contact history; Record shares everything but the history, which it
 // appends to in place when its array has room (Customer.AppendContacts:

@@ -57,7 +57,7 @@ func BenchmarkCollectCached(b *testing.B) {
 					c.Summarize() // drops the contact index
 					c.Outcomes = nil
 				case "no-attributes":
-					c.Attributes = nil
+					c.SetAttributes(nil)
 				case "no-events":
 					c.Events = nil
 				}

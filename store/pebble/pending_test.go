@@ -71,7 +71,7 @@ func TestPendingOrder(t *testing.T) {
 			t.Errorf("%s after reopening: %+v; want contacts %q", id, c, want)
 		}
 	}
-	if c := mustCustomer(t, s, "put"); c == nil || c.Attributes["tier"] != "gold" {
+	if c := mustCustomer(t, s, "put"); c == nil || c.AttributeMap()["tier"] != "gold" {
 		t.Errorf("put lost its attributes: %+v", c)
 	}
 }
@@ -161,7 +161,7 @@ func TestRecordUncached(t *testing.T) {
 		}
 	}
 	c := mustCustomer(t, s, "u")
-	if c == nil || c.Attributes["tier"] != "gold" || actions(c.Contacts) != "a b c b c b c" {
+	if c == nil || c.AttributeMap()["tier"] != "gold" || actions(c.Contacts) != "a b c b c b c" {
 		t.Fatalf("after uncached records: %+v", c)
 	}
 	if !c.HadOutcome("c", store.Served, now+10) || c.CountContacts("b", store.Served, now, now+10, 100) != 3 {
@@ -212,7 +212,7 @@ func TestEventsUncached(t *testing.T) {
 		t.Fatal("events for an uncached customer cached a partial customer")
 	}
 	c := mustCustomer(t, s, "u")
-	if c == nil || c.Attributes["tier"] != "gold" || actions(c.Contacts) != "a b" || eventCount(t, s, "u", "view") != 1 {
+	if c == nil || c.AttributeMap()["tier"] != "gold" || actions(c.Contacts) != "a b" || eventCount(t, s, "u", "view") != 1 {
 		t.Fatalf("after events: %+v", c)
 	}
 	if eventCount(t, s, "new", "view") != 1 {
@@ -254,10 +254,10 @@ func TestRecordAfterDelete(t *testing.T) {
 		}
 		evict(id)
 	}
-	if c := mustCustomer(t, s, "kept"); c == nil || c.Attributes["tier"] != "gold" || actions(c.Contacts) != "a" {
+	if c := mustCustomer(t, s, "kept"); c == nil || c.AttributeMap()["tier"] != "gold" || actions(c.Contacts) != "a" {
 		t.Errorf("kept: %+v", c)
 	}
-	if c := mustCustomer(t, s, "gone"); c == nil || c.Attributes != nil || actions(c.Contacts) != "a" {
+	if c := mustCustomer(t, s, "gone"); c == nil || c.AttributeMap() != nil || actions(c.Contacts) != "a" {
 		t.Errorf("gone, then contacted: %+v; want a new customer with one contact", c)
 	}
 }
@@ -343,7 +343,7 @@ func TestPrereadCurrent(t *testing.T) {
 	if err := s.AddEvents([]store.Event{{CustomerID: id, Type: "view", At: now}}); err != nil {
 		t.Fatal(err)
 	}
-	if c := mustCustomer(t, s, id); c.Attributes["tier"] != "silver" || c.Events["view"] == nil || c.Events["view"].Count != 1 {
+	if c := mustCustomer(t, s, id); c.AttributeMap()["tier"] != "silver" || c.Events["view"] == nil || c.Events["view"].Count != 1 {
 		t.Errorf("after a batch on a stale read: %+v", c)
 	}
 }
@@ -383,8 +383,8 @@ func TestEventsUncachedKeepAttributes(t *testing.T) {
 	}
 	evict()
 	c := mustCustomer(t, s, id)
-	if !reflect.DeepEqual(c.Attributes, attrs) {
-		t.Errorf("attributes after three batches on the uncached customer:\n%#v\nwant\n%#v", c.Attributes, attrs)
+	if !reflect.DeepEqual(c.AttributeMap(), attrs) {
+		t.Errorf("attributes after three batches on the uncached customer:\n%#v\nwant\n%#v", c.AttributeMap(), attrs)
 	}
 	if v := c.Events["view"]; v == nil || v.Count != 3 {
 		t.Errorf("view events: %+v; want 3", v)

@@ -145,8 +145,14 @@ func customerBytes(c *store.Customer, record int) int {
 	// The id is the request's, held by the customer.
 	n := allocBytes(customerStruct, true) + allocBytes(len(c.ID), false)
 	strs := 0 // bytes of the keys and string values
-	if c.Attributes != nil {
+	switch a, _ := c.Encoded.(attrs); {
+	case c.Attributes != nil:
 		n += objectBytes(c.Attributes, &strs)
+	case a != "":
+		// The boxed string header; its bytes are the record's, or a copy
+		// of them (stage).
+		n += allocBytes(stringHeader, true)
+		strs += len(a)
 	}
 	if c.Events != nil {
 		// The decoder makes one array of all the EventStats.

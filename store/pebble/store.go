@@ -723,6 +723,17 @@ func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 		return b.Delete(keyHistory(scratch, ch.id), nil)
 	}
 	if ch.main {
+		if ch.c.Attributes != nil {
+			// The new version keeps its attributes as they are written,
+			// not as a map (see attrs): it is not published yet.
+			enc, err := appendObject(scratch, ch.c.Attributes, 0)
+			if err != nil {
+				return err
+			}
+			ch.c.Encoded = attrs(enc)
+			ch.c.Attributes = nil
+			scratch = enc[:0]
+		}
 		rec, err := appendRecord(scratch, ch.c, ch.kept)
 		if err != nil {
 			return err
@@ -868,7 +879,7 @@ func (s *Store) PutAttributes(id string, attrs map[string]any) error {
 		return err
 	}
 	_, err = s.update(id, true, func(c *store.Customer) error {
-		c.Attributes = attrs
+		c.SetAttributes(attrs)
 		return nil
 	})
 	return err
@@ -877,14 +888,14 @@ func (s *Store) PutAttributes(id string, attrs map[string]any) error {
 // PatchAttributes implements store.Store.
 func (s *Store) PatchAttributes(id string, patch map[string]any) (map[string]any, error) {
 	c, err := s.update(id, true, func(c *store.Customer) error {
-		attrs, err := normalize(store.MergePatch(c.Attributes, patch))
-		c.Attributes = attrs
+		attrs, err := normalize(store.MergePatch(c.AttributeMap(), patch))
+		c.SetAttributes(attrs)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return c.Attributes, nil
+	return c.AttributeMap(), nil
 }
 
 // Delete implements store.Store: it deletes the main record and the
@@ -1158,12 +1169,12 @@ func (s *Store) Import(customers []*store.Customer) error {
 		if c == nil || c.ID == "" {
 			return fmt.Errorf("cannot import customer %d: empty id", i)
 		}
-		attrs, err := normalize(c.Attributes)
+		attrs, err := normalize(c.AttributeMap())
 		if err != nil {
 			return fmt.Errorf("cannot import customer %q: %w", c.ID, err)
 		}
 		cp := *c
-		cp.Attributes = attrs
+		cp.SetAttributes(attrs)
 		if !slices.IsSortedFunc(cp.Contacts, func(a, b store.Contact) int { return cmp.Compare(a.At, b.At) }) {
 			cp.Contacts = slices.Clone(cp.Contacts)
 			slices.SortStableFunc(cp.Contacts, func(a, b store.Contact) int { return cmp.Compare(a.At, b.At) })

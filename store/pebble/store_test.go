@@ -123,8 +123,8 @@ func TestRoundTrip(t *testing.T) {
 	if n, sum := c1.Events["purchase"].Window(ns(0), 7*24*time.Hour); n != 2 || sum != 50.5 {
 		t.Errorf("c1 purchases in 7d: got %d, %v; want 2, 50.5", n, sum)
 	}
-	if !reflect.DeepEqual(c1.Attributes, wantAttrs) {
-		t.Errorf("c1 attributes after events: got %v", c1.Attributes)
+	if !reflect.DeepEqual(c1.AttributeMap(), wantAttrs) {
+		t.Errorf("c1 attributes after events: got %v", c1.AttributeMap())
 	}
 
 	// Contacts and statistics.
@@ -240,7 +240,7 @@ func TestRoundTrip(t *testing.T) {
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if c := mustCustomer(t, s, "c1"); !reflect.DeepEqual(c.Attributes, map[string]any{"tier": "bronze", "visits": 3.0}) || c.Events != nil {
+	if c := mustCustomer(t, s, "c1"); !reflect.DeepEqual(c.AttributeMap(), map[string]any{"tier": "bronze", "visits": 3.0}) || c.Events != nil {
 		t.Errorf("c1 after import: got %+v", c)
 	}
 	if _, ok := imported[0].Attributes["visits"].(int); !ok {
@@ -253,7 +253,7 @@ func TestRoundTrip(t *testing.T) {
 	if got := eventCount(t, s, "c4", "purchase"); got != 1 {
 		t.Errorf("imported c4 after reopen: %d purchases; want 1", got)
 	}
-	if c := mustCustomer(t, s, "c1"); c.Attributes["tier"] != "bronze" {
+	if c := mustCustomer(t, s, "c1"); c.AttributeMap()["tier"] != "bronze" {
 		t.Errorf("imported c1 after reopen: got %+v", c)
 	}
 }
@@ -294,7 +294,7 @@ func TestConcurrentWrites(t *testing.T) {
 			t.Errorf("count(view, all): got %d, sum %v; want %d", n, sum, goroutines*each)
 		}
 		for g := range goroutines {
-			if v := c.Attributes[fmt.Sprintf("k%d", g)]; v != float64(g) {
+			if v := c.AttributeMap()[fmt.Sprintf("k%d", g)]; v != float64(g) {
 				t.Errorf("attribute k%d: got %v; want %d", g, v, g)
 			}
 		}
@@ -500,4 +500,50 @@ func TestBudgetPersistence(t *testing.T) {
 	}
 	s = openTest(t, dir)
 	check(-60*24*time.Hour, 4)
+}
+
+// Every way a customer enters the cache keeps its attributes encoded, not
+// as a map that the collector would scan (see attrs): a read, an attribute
+// write, a patch, an event and a recorded contact.
+func TestCachedAttributesStayEncoded(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Import([]*store.Customer{{ID: "read", Attributes: map[string]any{"tier": "gold"}}}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(step, id string, want map[string]any) {
+		t.Helper()
+		c := mustCustomer(t, s, id)
+		if c == nil || c.Attributes != nil || c.Encoded == nil {
+			t.Fatalf("%s: cached customer %+v; want its attributes encoded", step, c)
+		}
+		if got := c.AttributeMap(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: attributes %v; want %v", step, got, want)
+		}
+		for k, v := range want {
+			if c.Attr(k) != v {
+				t.Fatalf("%s: Attr(%q) = %v; want %v", step, k, c.Attr(k), v)
+			}
+		}
+	}
+	check("read", "read", map[string]any{"tier": "gold"})
+	if err := s.PutAttributes("w", map[string]any{"tier": "silver", "ltv": 12.5}); err != nil {
+		t.Fatal(err)
+	}
+	check("put", "w", map[string]any{"tier": "silver", "ltv": 12.5})
+	if _, err := s.PatchAttributes("w", map[string]any{"ltv": nil, "city": "Lisbon"}); err != nil {
+		t.Fatal(err)
+	}
+	check("patch", "w", map[string]any{"tier": "silver", "city": "Lisbon"})
+	if err := s.AddEvents([]store.Event{{CustomerID: "w", Type: "view", At: time.Now().UnixNano()}}); err != nil {
+		t.Fatal(err)
+	}
+	check("event", "w", map[string]any{"tier": "silver", "city": "Lisbon"})
+	if err := s.Record("w", []store.Contact{{Action: store.Intern("a"), At: time.Now().UnixNano()}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("contact", "w", map[string]any{"tier": "silver", "city": "Lisbon"})
 }
