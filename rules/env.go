@@ -151,9 +151,10 @@ type Funcs interface {
 	Propensity() float64
 }
 
-// Names in the environment. customerIDVar and the defaults are reached
-// through rewrites of customer.X at compile time, so customer itself can
-// be the stored attribute map, never copied.
+// Names in the environment. customer.X compiles to customer·get("X"),
+// with the default of X if the schema gives one, and customer.id to
+// customer·id; what is left of customer compiles to customer·all() (see
+// wholeCustomer), so the environment's customer is only a placeholder.
 const (
 	varCustomer  = "customer"
 	varContext   = "context"
@@ -489,11 +490,11 @@ func nowCall(np *ast.Node, call *ast.CallNode) {
 }
 
 // wholeCustomer turns what is left of customer after rewriter, uses of
-// the whole object ("tier" in customer, customer[k], $env.customer), into
-// customer·all(): the environment holds no attribute map to put in
-// customer (only $env[k] with k computed to "customer" still finds the
-// empty placeholder). It runs after rewriter, which must see customer.X
-// first.
+// the whole object ("tier" in customer, customer[k], $env.customer,
+// get($env, "customer")), into customer·all(): the environment holds no
+// attribute map to put in customer (only a key of $env computed at run
+// time, $env[k] with k "customer", still finds the empty placeholder). It
+// runs after rewriter, which must see customer.X first.
 type wholeCustomer struct{}
 
 func (wholeCustomer) Visit(np *ast.Node) {
@@ -503,9 +504,11 @@ func (wholeCustomer) Visit(np *ast.Node) {
 			return
 		}
 	case *ast.MemberNode:
-		env, ok := n.Node.(*ast.IdentifierNode)
-		prop, isStr := n.Property.(*ast.StringNode)
-		if !ok || env.Value != "$env" || !isStr || prop.Value != varCustomer {
+		if !envCustomer(n.Node, n.Property) {
+			return
+		}
+	case *ast.BuiltinNode:
+		if n.Name != "get" || len(n.Arguments) != 2 || !envCustomer(n.Arguments[0], n.Arguments[1]) {
 			return
 		}
 	default:
@@ -514,6 +517,13 @@ func (wholeCustomer) Visit(np *ast.Node) {
 	call := &ast.CallNode{Callee: &ast.IdentifierNode{Value: allAttrsFn}}
 	call.SetLocation((*np).Location())
 	ast.Patch(np, call)
+}
+
+// envCustomer reports whether obj[key] is $env's customer.
+func envCustomer(obj, key ast.Node) bool {
+	env, ok := obj.(*ast.IdentifierNode)
+	name, isStr := key.(*ast.StringNode)
+	return ok && env.Value == "$env" && isStr && name.Value == varCustomer
 }
 
 func lookup(fn string, key *ast.StringNode) ast.Node {

@@ -410,6 +410,7 @@ func TestWholeCustomer(t *testing.T) {
 		`"tier" in keys(customer)`,
 		`$env.customer.tier == "gold"`,
 		`$env["customer"].n == 2`,
+		`get($env, "customer").tier == "gold"`,
 	}
 	var b strings.Builder
 	b.WriteString("actions:\n")

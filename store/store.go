@@ -111,7 +111,7 @@ type EncodedAttributes interface {
 	// Attr returns attribute key (nil if it is absent): a JSON value as
 	// encoding/json decodes one into an any.
 	Attr(key string) any
-	// Map returns all the attributes in a new map (nil if there are none).
+	// Map returns all the attributes in a new map.
 	Map() map[string]any
 	// Len returns how many attributes there are.
 	Len() int
