@@ -58,6 +58,15 @@ func startServeArgs(t *testing.T, args []string, env ...string) *child {
 		t.Fatal(err)
 	}
 	c := &child{cmd: cmd, stderr: new(bytes.Buffer), mu: new(sync.Mutex)}
+	// A test that fails before it stops its server must not leave it
+	// running (a failed run of the crash tests used to leave servers
+	// behind, serving on data directories already removed).
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pipe)
