@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -173,13 +174,54 @@ func TestCorpus(t *testing.T) {
 					t.Fatalf("case name %q is empty or repeated", c.Name)
 				}
 				names[c.Name] = true
-				t.Run(c.Name, func(t *testing.T) { runCase(t, rs, c) })
+				t.Run(c.Name, func(t *testing.T) {
+					runCase(t, rs, c, false)
+					// The same customer as a store's cache keeps it.
+					runCase(t, rs, c, true)
+				})
 			}
 		})
 	}
 }
 
-func runCase(t *testing.T, rs *rules.Ruleset, c corpusCase) {
+// encodedAttrs and encodedEvents hold a customer's attributes and events
+// behind store.EncodedAttributes and store.EncodedEvents, as the Pebble
+// store's cache does, so that the corpus checks the engine's reads through
+// them (Stats into the arrays the decision reuses from type to type).
+type encodedAttrs map[string]any
+
+func (a encodedAttrs) Attr(key string) any                { return a[key] }
+func (a encodedAttrs) Map() map[string]any                { return maps.Clone(a) }
+func (a encodedAttrs) Len() int                           { return len(a) }
+func (e encodedEvents) Len() int                          { return len(e) }
+func (e encodedEvents) Map() map[string]*store.EventStats { return maps.Clone(e) }
+
+type encodedEvents map[string]*store.EventStats
+
+func (e encodedEvents) Stats(typ string, s *store.EventStats) bool {
+	src := e[typ]
+	if src == nil {
+		return false
+	}
+	days, recent := append(s.Days[:0], src.Days...), append(s.Recent[:0], src.Recent...)
+	*s = *src
+	s.Days, s.Recent = days, recent
+	return true
+}
+
+// encodedCopy returns c with its attributes and events encoded.
+func encodedCopy(c *store.Customer) *store.Customer {
+	cp := *c
+	if c.Attributes != nil {
+		cp.Attributes, cp.Encoded = nil, encodedAttrs(c.Attributes)
+	}
+	if c.Events != nil {
+		cp.Events, cp.EncodedEvents = nil, encodedEvents(c.Events)
+	}
+	return &cp
+}
+
+func runCase(t *testing.T, rs *rules.Ruleset, c corpusCase, encoded bool) {
 	now := mustTime(t, c.Now)
 	cust := &store.Customer{ID: c.Customer.ID}
 	if cust.ID == "" {
@@ -200,6 +242,9 @@ func runCase(t *testing.T, rs *rules.Ruleset, c corpusCase) {
 			}
 		}
 		cust.AddContact(store.Contact{Action: store.Intern(k.Action), Outcome: o, Channel: store.Intern(k.Channel), At: mustTime(t, k.Time).UnixNano()})
+	}
+	if encoded {
+		cust = encodedCopy(cust)
 	}
 	src := memstore.New()
 	src.Put(cust)

@@ -91,13 +91,14 @@ func (s *Server) getCustomer(ctx *fasthttp.RequestCtx, id string) error {
 	b = appendObject(b, c.AttributeMap())
 
 	b = append(b, `,"events":{`...)
-	types := make([]string, 0, len(c.Events))
-	for t := range c.Events {
+	events := c.EventMap()
+	types := make([]string, 0, len(events))
+	for t := range events {
 		types = append(types, t)
 	}
 	slices.Sort(types)
 	for i, t := range types {
-		e := c.Events[t]
+		e := events[t]
 		if i > 0 {
 			b = append(b, ',')
 		}

@@ -84,9 +84,16 @@ type Customer struct {
 	// Attributes is nil: a cached customer keeps them so, because a map
 	// of boxed values is what the garbage collector scans most in a full
 	// cache (see EncodedAttributes). Encoded values are never modified.
-	Encoded  EncodedAttributes
-	Events   map[string]*EventStats // by event type
-	Contacts []Contact              // oldest first
+	Encoded EncodedAttributes
+	// Events holds the event aggregates by event type; when it is nil
+	// they are in EncodedEvents, or there are none. Read them with
+	// EventMap, or through EncodedEvents.Stats.
+	Events map[string]*EventStats
+	// EncodedEvents holds the event aggregates in a store's own form,
+	// when Events is nil, for the same reason as Encoded. They are never
+	// modified; AddEvent first copies them into Events.
+	EncodedEvents EncodedEvents
+	Contacts      []Contact // oldest first
 	// Outcomes summarizes Contacts so that "did the customer ever give
 	// outcome O for action A" needs no scan (HasOutcome): for each action
 	// with a contact whose outcome is not Served, the bitmask of those
@@ -115,6 +122,36 @@ type EncodedAttributes interface {
 	Map() map[string]any
 	// Len returns how many attributes there are.
 	Len() int
+}
+
+// EncodedEvents is a customer's event aggregates in a store's own form,
+// which holds no pointer per type, day bucket array or map slot.
+type EncodedEvents interface {
+	// Stats sets s to the aggregates of event type typ and reports
+	// whether the customer has any. s's arrays may then be the store's
+	// own, which must not be modified.
+	Stats(typ string, s *EventStats) bool
+	// Map returns all the aggregates, decoded into a new map.
+	Map() map[string]*EventStats
+	// Len returns how many event types there are.
+	Len() int
+}
+
+// EventMap returns c's event aggregates as a map, decoding EncodedEvents
+// into a new one if that is where they are. The map must not be modified.
+func (c *Customer) EventMap() map[string]*EventStats {
+	if c.Events == nil && c.EncodedEvents != nil {
+		return c.EncodedEvents.Map()
+	}
+	return c.Events
+}
+
+// eventCount is the number of c's event types.
+func (c *Customer) eventCount() int {
+	if c.Events == nil && c.EncodedEvents != nil {
+		return c.EncodedEvents.Len()
+	}
+	return len(c.Events)
 }
 
 // Attr returns attribute key of c (nil if it is absent), from Attributes or
@@ -150,7 +187,7 @@ func (c *Customer) attrCount() int {
 
 // Empty reports whether nothing is stored for the customer.
 func (c *Customer) Empty() bool {
-	return c == nil || (c.attrCount() == 0 && len(c.Events) == 0 && len(c.Contacts) == 0)
+	return c == nil || (c.attrCount() == 0 && c.eventCount() == 0 && len(c.Contacts) == 0)
 }
 
 // Contact is one entry of the contact history. It holds no pointer (see
@@ -379,8 +416,12 @@ func InOrder(cur, cts []Contact) []Contact {
 	return cts
 }
 
-// AddEvent folds one event into the customer's aggregates.
+// AddEvent folds one event into the customer's aggregates, decoding
+// EncodedEvents into Events first if they are there.
 func (c *Customer) AddEvent(typ string, at int64, value float64) {
+	if c.Events == nil && c.EncodedEvents != nil {
+		c.Events, c.EncodedEvents = c.EncodedEvents.Map(), nil
+	}
 	if c.Events == nil {
 		c.Events = make(map[string]*EventStats)
 	}
@@ -562,6 +603,10 @@ func (c *Customer) CopyForEvents(types []string) *Customer {
 		return nil
 	}
 	out := &Customer{ID: c.ID, Attributes: c.Attributes, Encoded: c.Encoded, Contacts: c.Contacts, Outcomes: c.Outcomes, index: c.index}
+	if c.Events == nil && c.EncodedEvents != nil {
+		out.Events = c.EncodedEvents.Map() // new: AddEvent may change it
+		return out
+	}
 	if c.Events != nil {
 		out.Events = maps.Clone(c.Events)
 		for _, typ := range types {
@@ -586,7 +631,7 @@ func (c *Customer) CopySharingContacts() *Customer {
 	if c == nil {
 		return nil
 	}
-	out := &Customer{ID: c.ID, Encoded: c.Encoded, Contacts: c.Contacts, Outcomes: c.Outcomes, index: c.index}
+	out := &Customer{ID: c.ID, Encoded: c.Encoded, EncodedEvents: c.EncodedEvents, Contacts: c.Contacts, Outcomes: c.Outcomes, index: c.index}
 	if c.Attributes != nil {
 		out.Attributes = make(map[string]any, len(c.Attributes))
 		for k, v := range c.Attributes {

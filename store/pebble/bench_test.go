@@ -175,6 +175,51 @@ func BenchmarkAttr(b *testing.B) {
 	}
 }
 
+// BenchmarkEventStats reads a typical customer's aggregates of three event
+// types (one absent), as a decision's rules do once each: from the form a
+// cached customer keeps them in (flatEvents), and from a map.
+func BenchmarkEventStats(b *testing.B) {
+	c := typicalCustomer("c")
+	rec, err := appendCustomer(nil, c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dec, err := decodeCustomer("c", string(rec))
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now().UnixNano()
+	b.Run("encoded", func(b *testing.B) {
+		var s store.EventStats
+		b.ReportAllocs()
+		for b.Loop() {
+			n := int64(0)
+			for _, typ := range []string{"view", "purchase", "absent"} {
+				if dec.EncodedEvents.Stats(typ, &s) {
+					k, _ := s.Window(now, 30*24*time.Hour)
+					n += k
+				}
+			}
+			if n == 0 {
+				b.Fatal("no events")
+			}
+		}
+	})
+	b.Run("map", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			n := int64(0)
+			for _, typ := range []string{"view", "purchase", "absent"} {
+				k, _ := c.Events[typ].Window(now, 30*24*time.Hour)
+				n += k
+			}
+			if n == 0 {
+				b.Fatal("no events")
+			}
+		}
+	})
+}
+
 // BenchmarkAddEvents commits batches of 100 events over 20 customers, each
 // batch synced.
 func BenchmarkAddEvents(b *testing.B) {

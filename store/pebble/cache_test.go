@@ -91,8 +91,8 @@ func TestSmallCache(t *testing.T) {
 				before := acked.Load()
 				c := mustCustomer(t, s, "hot")
 				var got, contacts int64
-				if c != nil && c.Events["view"] != nil {
-					got = c.Events["view"].Count
+				if c != nil && c.EventMap()["view"] != nil {
+					got = c.EventMap()["view"].Count
 					contacts = int64(len(c.Contacts))
 				}
 				if got < before || got < last || contacts < lastContacts {

@@ -70,7 +70,8 @@ import (
 // per string. A customer read from Pebble keeps its attributes so encoded,
 // a slice of the record (attrs, store.EncodedAttributes), and decodes only
 // the values the rules ask for; a write keeps them as it encoded them
-// (stage). The contact decoder makes actions and channels names
+// (stage). Its event aggregates are decoded into pointer-free arrays
+// (flatEvents, store.EncodedEvents) that rules read without decoding. The contact decoder makes actions and channels names
 // (store.Name).
 const (
 	recordV2  = 2
@@ -130,39 +131,52 @@ func appendRecord(b []byte, c *store.Customer, k kept) ([]byte, error) {
 		}
 	}
 
-	b = binary.AppendUvarint(b, uint64(len(c.Events)+k.n))
-	types := make([]string, 0, len(c.Events))
-	for t := range c.Events {
-		types = append(types, t)
-	}
-	sort.Strings(types) // deterministic output
-	for _, t := range types {
-		s := c.Events[t]
-		b = appendString(b, t)
-		b = binary.AppendVarint(b, s.Count)
-		b = appendFloat(b, s.Sum)
-		b = binary.AppendVarint(b, s.First)
-		b = binary.AppendVarint(b, s.Last-s.First)
-		b = binary.AppendUvarint(b, uint64(len(s.Days)))
-		var prevDay int32
-		for _, d := range s.Days {
-			b = binary.AppendVarint(b, int64(d.Day)-int64(prevDay))
-			b = binary.AppendUvarint(b, uint64(d.Count))
-			b = appendFloat(b, d.Sum)
-			prevDay = d.Day
+	if f, ok := c.EncodedEvents.(*flatEvents); ok && c.Events == nil {
+		b = binary.AppendUvarint(b, uint64(len(f.types)+k.n))
+		for i := range f.types {
+			name, s := f.stats(i)
+			b = appendEventStats(b, name, &s)
 		}
-		b = binary.AppendUvarint(b, uint64(len(s.Recent)))
-		prev := s.Last
-		for _, r := range s.Recent {
-			b = binary.AppendVarint(b, r.At-prev)
-			b = appendFloat(b, r.Value)
-			prev = r.At
+	} else {
+		b = binary.AppendUvarint(b, uint64(len(c.Events)+k.n))
+		types := make([]string, 0, len(c.Events))
+		for t := range c.Events {
+			types = append(types, t)
+		}
+		sort.Strings(types) // deterministic output
+		for _, t := range types {
+			b = appendEventStats(b, t, c.Events[t])
 		}
 	}
 	for _, run := range k.events {
 		b = append(b, run...)
 	}
 	return b, nil
+}
+
+// appendEventStats appends the aggregates s of event type t.
+func appendEventStats(b []byte, t string, s *store.EventStats) []byte {
+	b = appendString(b, t)
+	b = binary.AppendVarint(b, s.Count)
+	b = appendFloat(b, s.Sum)
+	b = binary.AppendVarint(b, s.First)
+	b = binary.AppendVarint(b, s.Last-s.First)
+	b = binary.AppendUvarint(b, uint64(len(s.Days)))
+	var prevDay int32
+	for _, d := range s.Days {
+		b = binary.AppendVarint(b, int64(d.Day)-int64(prevDay))
+		b = binary.AppendUvarint(b, uint64(d.Count))
+		b = appendFloat(b, d.Sum)
+		prevDay = d.Day
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.Recent)))
+	prev := s.Last
+	for _, r := range s.Recent {
+		b = binary.AppendVarint(b, r.At-prev)
+		b = appendFloat(b, r.Value)
+		prev = r.At
+	}
+	return b
 }
 
 func appendString(b []byte, s string) []byte {
@@ -466,7 +480,13 @@ func decodeCustomer(id string, rec string) (*store.Customer, error) {
 	if a := d.encodedAttributes(); a != "" {
 		c.Encoded = a
 	}
-	return d.events(c)
+	if f := d.flatEvents(); f != nil {
+		c.EncodedEvents = f
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return c, nil
 }
 
 // attrs is an attribute object as a main record encodes it (tagObject
@@ -558,21 +578,32 @@ func decodeEvents(id string, rec string, types []string) (*store.Customer, kept,
 	d.skip = false
 	k := kept{attrs: rec[start:d.i]}
 	c := &store.Customer{ID: id}
+	if c.Events, err = d.split(types, &k); err != nil {
+		return nil, kept{}, err
+	}
+	return c, k, nil
+}
+
+// split decodes the rest of a main record, its events, for a write of
+// events of the given types: it returns the aggregates of those types, and
+// adds the others to k as they are encoded (slices of d.s).
+func (d *decoder) split(types []string, k *kept) (map[string]*store.EventStats, error) {
+	var m map[string]*store.EventStats
 	run := -1 // where the current run of kept types starts
 	for range d.count(6) {
 		at := d.i
 		t := d.string()
 		if slices.Contains(types, t) {
 			if run >= 0 {
-				k.events = append(k.events, rec[run:at])
+				k.events = append(k.events, d.s[run:at])
 				run = -1
 			}
-			if c.Events == nil {
-				c.Events = make(map[string]*store.EventStats, len(types))
+			if m == nil {
+				m = make(map[string]*store.EventStats, len(types))
 			}
 			s := new(store.EventStats)
 			d.eventStats(s)
-			c.Events[t] = s
+			m[t] = s
 		} else {
 			if run < 0 {
 				run = at
@@ -585,32 +616,9 @@ func decodeEvents(id string, rec string, types []string) (*store.Customer, kept,
 		}
 	}
 	if run >= 0 {
-		k.events = append(k.events, rec[run:d.i])
+		k.events = append(k.events, d.s[run:d.i])
 	}
-	if err := d.end(); err != nil {
-		return nil, kept{}, err
-	}
-	return c, k, nil
-}
-
-// events decodes the rest of a main record, its events, into c.
-func (d *decoder) events(c *store.Customer) (*store.Customer, error) {
-	if n := d.count(6); n > 0 {
-		c.Events = make(map[string]*store.EventStats, n)
-		stats := make([]store.EventStats, n) // one allocation for all types
-		for i := range stats {
-			t := d.string()
-			d.eventStats(&stats[i])
-			if d.err != nil {
-				return nil, d.err
-			}
-			c.Events[t] = &stats[i]
-		}
-	}
-	if err := d.end(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return m, d.end()
 }
 
 // end is the decoder's error, or errCorrupt if input is left over.
@@ -640,26 +648,31 @@ func (d *decoder) eventStats(s *store.EventStats) {
 		}
 		return
 	}
+	s.Days, s.Recent = d.appendStats(s, s.Days[:0], s.Recent[:0])
+}
+
+// appendStats decodes the totals of one event type's aggregates into s,
+// and appends its day buckets to days and its recent events to recent.
+func (d *decoder) appendStats(s *store.EventStats, days []store.DayBucket, recent []store.Stamp) ([]store.DayBucket, []store.Stamp) {
 	s.Count = d.varint()
 	s.Sum = d.float()
 	s.First = d.varint()
 	s.Last = s.First + d.varint()
-	if nd := d.count(3); nd > 0 {
-		s.Days = make([]store.DayBucket, nd)
-		var day int64
-		for j := range s.Days {
-			day += d.varint()
-			s.Days[j] = store.DayBucket{Day: int32(day), Count: uint32(d.uvarint()), Sum: d.float()}
-		}
+	nd := d.count(3)
+	days = slices.Grow(days, nd)
+	var day int64
+	for range nd {
+		day += d.varint()
+		days = append(days, store.DayBucket{Day: int32(day), Count: uint32(d.uvarint()), Sum: d.float()})
 	}
-	if nr := d.count(2); nr > 0 {
-		s.Recent = make([]store.Stamp, nr)
-		prev := s.Last
-		for j := range s.Recent {
-			prev += d.varint()
-			s.Recent[j] = store.Stamp{At: prev, Value: d.float()}
-		}
+	nr := d.count(2)
+	recent = slices.Grow(recent, nr)
+	prev := s.Last
+	for range nr {
+		prev += d.varint()
+		recent = append(recent, store.Stamp{At: prev, Value: d.float()})
 	}
+	return days, recent
 }
 
 // keyHistory appends the key of a customer's contact log: 'h' and the id

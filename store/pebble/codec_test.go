@@ -107,6 +107,7 @@ func randCustomer(r *rand.Rand, id string) *store.Customer {
 func canon(c *store.Customer) *store.Customer {
 	c = c.Copy()
 	c.SetAttributes(c.AttributeMap())
+	c.Events, c.EncodedEvents = c.EventMap(), nil
 	c.Outcomes = store.SummarizeOutcomes(c.Contacts)
 	if len(c.Events) == 0 {
 		c.Events = nil
@@ -141,6 +142,7 @@ func roundTrip(t *testing.T, c *store.Customer) *store.Customer {
 		t.Fatalf("decodeCustomer: %v", err)
 	}
 	checkEncoded(t, got, c.Attributes)
+	checkEncodedEvents(t, got, c.Events)
 	var chunks [][]byte
 	for cts := c.Contacts; len(cts) > 0; {
 		n := min(len(cts), 1+len(chunks)%3)
@@ -161,6 +163,7 @@ func roundTrip(t *testing.T, c *store.Customer) *store.Customer {
 	}
 	got.Outcomes = store.SummarizeOutcomes(got.Contacts)
 	got.SetAttributes(got.AttributeMap()) // compared as canon's
+	got.Events, got.EncodedEvents = got.EventMap(), nil
 	return got
 }
 
@@ -191,6 +194,50 @@ func checkEncoded(t *testing.T, c *store.Customer, want map[string]any) {
 			t.Fatalf("attribute %q is absent but Attr answers %#v", k, c.Attr(k))
 		}
 	}
+}
+
+// checkEncodedEvents checks that c, as decoded, keeps its events encoded
+// and that Stats decodes each type of want (the events encoded) as Map
+// does, into one EventStats reused from type to type, and finds no other.
+func checkEncodedEvents(t *testing.T, c *store.Customer, want map[string]*store.EventStats) {
+	t.Helper()
+	if c.Events != nil {
+		t.Fatalf("decoded events into a map: %v", c.Events)
+	}
+	if len(want) == 0 {
+		if c.EncodedEvents != nil {
+			t.Fatalf("events %#v encoded for none", c.EncodedEvents)
+		}
+		return
+	}
+	if c.EncodedEvents == nil || c.EncodedEvents.Len() != len(want) {
+		t.Fatalf("encoded events %#v; want %d types", c.EncodedEvents, len(want))
+	}
+	all := c.EncodedEvents.Map()
+	var s store.EventStats // reused: what one type leaves must not show in the next
+	for _, typ := range slices.Sorted(maps.Keys(want)) {
+		if !c.EncodedEvents.Stats(typ, &s) {
+			t.Fatalf("Stats(%q) found nothing", typ)
+		}
+		got, w := canonStats(s), canonStats(*all[typ])
+		if !reflect.DeepEqual(got, w) && !math.IsNaN(s.Sum) {
+			t.Fatalf("Stats(%q) = %+v; Map has %+v", typ, got, w)
+		}
+	}
+	if c.EncodedEvents.Stats("absent", &s) {
+		t.Fatal("Stats found an absent type")
+	}
+}
+
+// canonStats is s with empty arrays nil, as the decoder leaves them.
+func canonStats(s store.EventStats) store.EventStats {
+	if len(s.Days) == 0 {
+		s.Days = nil
+	}
+	if len(s.Recent) == 0 {
+		s.Recent = nil
+	}
+	return s
 }
 
 func decodeLog(t *testing.T, log []byte) []store.Contact {
@@ -386,7 +433,7 @@ func containsNaN(c *store.Customer) bool {
 	if containsNaNValue(c.AttributeMap()) {
 		return true
 	}
-	for _, s := range c.Events {
+	for _, s := range c.EventMap() {
 		if math.IsNaN(s.Sum) {
 			return true
 		}
@@ -629,8 +676,8 @@ func TestDecodeEventsKept(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, typ := range types {
-			if typ != "new-type" && !reflect.DeepEqual(got.Events[typ], whole.Events[typ]) {
-				t.Fatalf("%v: %s decoded as %+v; want %+v", types, typ, got.Events[typ], whole.Events[typ])
+			if typ != "new-type" && !reflect.DeepEqual(got.Events[typ], whole.EventMap()[typ]) {
+				t.Fatalf("%v: %s decoded as %+v; want %+v", types, typ, got.Events[typ], whole.EventMap()[typ])
 			}
 			at := base + int64(40*24*time.Hour)
 			got.AddEvent(typ, at, 1)

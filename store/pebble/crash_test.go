@@ -75,7 +75,7 @@ func TestCrash(t *testing.T) {
 			var got int64
 			var seq int64 = -1
 			if c != nil {
-				if st := c.Events["buy"]; st != nil {
+				if st := c.EventMap()["buy"]; st != nil {
 					got = st.Count
 				}
 				if v, ok := c.AttributeMap()["seq"].(float64); ok {

@@ -44,9 +44,12 @@
 // the cache, all under the lock. Customers hold their attributes encoded
 // as the main record has them (Customer.Encoded, see attrs in codec.go), so
 // an event write or a cache miss neither builds nor rebuilds a map of
-// them, and the collector marks them as one string. An attribute write
-// copies the events (Customer.CopySharingContacts), an event write the
-// aggregates of its event types (Customer.CopyForEvents), and both share
+// them, and the collector marks them as one string; their event
+// aggregates are in pointer-free arrays (Customer.EncodedEvents, see
+// flatEvents in events.go). An attribute write shares the events
+// (Customer.CopySharingContacts), an event write copies the
+// aggregates out of the arrays into a map (Customer.CopyForEvents) and the
+// write makes new arrays of them (stage), and both share
 // the contact history; Record shares everything but the history, which it
 // appends to in place when its array has room (Customer.AppendContacts:
 // only the newest version, the cached one, is ever appended to, and only

@@ -59,7 +59,7 @@ func BenchmarkCollectCached(b *testing.B) {
 				case "no-attributes":
 					c.SetAttributes(nil)
 				case "no-events":
-					c.Events = nil
+					c.Events, c.EncodedEvents = nil, nil
 				}
 				held[i] = c
 			}

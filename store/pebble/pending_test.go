@@ -343,7 +343,7 @@ func TestPrereadCurrent(t *testing.T) {
 	if err := s.AddEvents([]store.Event{{CustomerID: id, Type: "view", At: now}}); err != nil {
 		t.Fatal(err)
 	}
-	if c := mustCustomer(t, s, id); c.AttributeMap()["tier"] != "silver" || c.Events["view"] == nil || c.Events["view"].Count != 1 {
+	if c := mustCustomer(t, s, id); c.AttributeMap()["tier"] != "silver" || c.EventMap()["view"] == nil || c.EventMap()["view"].Count != 1 {
 		t.Errorf("after a batch on a stale read: %+v", c)
 	}
 }
@@ -386,7 +386,7 @@ func TestEventsUncachedKeepAttributes(t *testing.T) {
 	if !reflect.DeepEqual(c.AttributeMap(), attrs) {
 		t.Errorf("attributes after three batches on the uncached customer:\n%#v\nwant\n%#v", c.AttributeMap(), attrs)
 	}
-	if v := c.Events["view"]; v == nil || v.Count != 3 {
+	if v := c.EventMap()["view"]; v == nil || v.Count != 3 {
 		t.Errorf("view events: %+v; want 3", v)
 	}
 }

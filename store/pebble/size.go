@@ -62,11 +62,13 @@ const (
 
 	indexStruct = 88 // store.contactIndex, its chains and their first headers
 
-	customerStruct = int(unsafe.Sizeof(store.Customer{}))
-	statsStruct    = int(unsafe.Sizeof(store.EventStats{}))
-	dayStruct      = int(unsafe.Sizeof(store.DayBucket{}))
-	stampStruct    = int(unsafe.Sizeof(store.Stamp{}))
-	contactStruct  = int(unsafe.Sizeof(store.Contact{}))
+	customerStruct   = int(unsafe.Sizeof(store.Customer{}))
+	statsStruct      = int(unsafe.Sizeof(store.EventStats{}))
+	dayStruct        = int(unsafe.Sizeof(store.DayBucket{}))
+	stampStruct      = int(unsafe.Sizeof(store.Stamp{}))
+	flatEventsStruct = int(unsafe.Sizeof(flatEvents{}))
+	flatTypeStruct   = int(unsafe.Sizeof(flatType{}))
+	contactStruct    = int(unsafe.Sizeof(store.Contact{}))
 )
 
 // sizeClasses are the sizes of Go's small-object size classes
@@ -153,6 +155,11 @@ func customerBytes(c *store.Customer, record int) int {
 		// of them (stage).
 		n += allocBytes(stringHeader, true)
 		strs += len(a)
+	}
+	if f, _ := c.EncodedEvents.(*flatEvents); c.Events == nil && f != nil {
+		n += allocBytes(flatEventsStruct, true) + allocBytes(len(f.names), false) +
+			allocBytes(len(f.types)*flatTypeStruct, false) +
+			allocBytes(cap(f.days)*dayStruct, false) + allocBytes(cap(f.recent)*stampStruct, false)
 	}
 	if c.Events != nil {
 		// The decoder makes one array of all the EventStats.

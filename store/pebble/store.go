@@ -739,6 +739,15 @@ func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 			return err
 		}
 		scratch = rec[:0] // the front of the buffer, grown or not
+		if ch.c.Events != nil && !ch.partial {
+			// Likewise its events (see flatEvents), which a partial
+			// change lacks some of.
+			ch.c.EncodedEvents = nil
+			if f := newFlatEvents(ch.c.Events); f != nil {
+				ch.c.EncodedEvents = f
+			}
+			ch.c.Events = nil
+		}
 		ch.size = len(rec)
 		if err := b.Set(keyCustomer(rec[len(rec):], ch.id), rec, nil); err != nil {
 			return err

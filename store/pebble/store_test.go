@@ -33,10 +33,10 @@ func mustCustomer(t testing.TB, s *Store, id string) *store.Customer {
 func eventCount(t testing.TB, s *Store, id, typ string) int64 {
 	t.Helper()
 	c := mustCustomer(t, s, id)
-	if c == nil || c.Events[typ] == nil {
+	if c == nil || c.EventMap()[typ] == nil {
 		return 0
 	}
-	return c.Events[typ].Count
+	return c.EventMap()[typ].Count
 }
 
 func TestOptions(t *testing.T) {
@@ -120,7 +120,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Error("a rejected batch wrote its valid events")
 	}
 	c1 := mustCustomer(t, s, "c1")
-	if n, sum := c1.Events["purchase"].Window(ns(0), 7*24*time.Hour); n != 2 || sum != 50.5 {
+	if n, sum := c1.EventMap()["purchase"].Window(ns(0), 7*24*time.Hour); n != 2 || sum != 50.5 {
 		t.Errorf("c1 purchases in 7d: got %d, %v; want 2, 50.5", n, sum)
 	}
 	if !reflect.DeepEqual(c1.AttributeMap(), wantAttrs) {
@@ -148,7 +148,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2 := mustCustomer(t, s, "c2")
-	if len(c2.Contacts) != 2 || c2.Contacts[1].Outcome != store.Click || c2.Events["view"].Count != 1 {
+	if len(c2.Contacts) != 2 || c2.Contacts[1].Outcome != store.Click || c2.EventMap()["view"].Count != 1 {
 		t.Errorf("c2: got %+v", c2)
 	}
 	check := func(s *Store) {
@@ -240,7 +240,7 @@ func TestRoundTrip(t *testing.T) {
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if c := mustCustomer(t, s, "c1"); !reflect.DeepEqual(c.AttributeMap(), map[string]any{"tier": "bronze", "visits": 3.0}) || c.Events != nil {
+	if c := mustCustomer(t, s, "c1"); !reflect.DeepEqual(c.AttributeMap(), map[string]any{"tier": "bronze", "visits": 3.0}) || c.EventMap() != nil {
 		t.Errorf("c1 after import: got %+v", c)
 	}
 	if _, ok := imported[0].Attributes["visits"].(int); !ok {
@@ -290,7 +290,7 @@ func TestConcurrentWrites(t *testing.T) {
 	check := func() {
 		t.Helper()
 		c := mustCustomer(t, s, "hot")
-		if n, sum := c.Events["view"].Window(0, store.All); n != goroutines*each || sum != goroutines*each {
+		if n, sum := c.EventMap()["view"].Window(0, store.All); n != goroutines*each || sum != goroutines*each {
 			t.Errorf("count(view, all): got %d, sum %v; want %d", n, sum, goroutines*each)
 		}
 		for g := range goroutines {
@@ -405,7 +405,7 @@ func TestRetentionAndDelete(t *testing.T) {
 	if err := s.Record("c", []store.Contact{ct(time.Minute)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if c := mustCustomer(t, s, "c"); len(c.Contacts) != 1 || c.Events != nil {
+	if c := mustCustomer(t, s, "c"); len(c.Contacts) != 1 || c.EventMap() != nil {
 		t.Errorf("customer re-created after Delete: got %+v", c)
 	}
 	if ok, err := s.Delete("c"); !ok || err != nil {
@@ -502,23 +502,33 @@ func TestBudgetPersistence(t *testing.T) {
 	check(-60*24*time.Hour, 4)
 }
 
-// Every way a customer enters the cache keeps its attributes encoded, not
-// as a map that the collector would scan (see attrs): a read, an attribute
-// write, a patch, an event and a recorded contact.
+// Every way a customer enters the cache keeps its attributes and events
+// encoded, not as maps that the collector would scan (see attrs and
+// encEvents): a read, an attribute write, a patch, an event and a recorded
+// contact.
 func TestCachedAttributesStayEncoded(t *testing.T) {
 	s, err := Open(Options{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Import([]*store.Customer{{ID: "read", Attributes: map[string]any{"tier": "gold"}}}); err != nil {
+	read := &store.Customer{ID: "read", Attributes: map[string]any{"tier": "gold"}}
+	read.AddEvent("view", time.Now().UnixNano(), 0)
+	if err := s.Import([]*store.Customer{read}); err != nil {
 		t.Fatal(err)
 	}
+	views := map[string]int64{"read": 1}
 	check := func(step, id string, want map[string]any) {
 		t.Helper()
 		c := mustCustomer(t, s, id)
 		if c == nil || c.Attributes != nil || c.Encoded == nil {
 			t.Fatalf("%s: cached customer %+v; want its attributes encoded", step, c)
+		}
+		if c.Events != nil || (views[id] > 0) != (c.EncodedEvents != nil) {
+			t.Fatalf("%s: cached customer's events %v, %v; want them encoded", step, c.Events, c.EncodedEvents)
+		}
+		if v := c.EventMap()["view"]; views[id] > 0 && (v == nil || v.Count != views[id]) {
+			t.Fatalf("%s: view aggregates %+v; want a count of %d", step, v, views[id])
 		}
 		if got := c.AttributeMap(); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: attributes %v; want %v", step, got, want)
@@ -538,10 +548,24 @@ func TestCachedAttributesStayEncoded(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("patch", "w", map[string]any{"tier": "silver", "city": "Lisbon"})
-	if err := s.AddEvents([]store.Event{{CustomerID: "w", Type: "view", At: time.Now().UnixNano()}}); err != nil {
+	for range 2 { // the first decodes a map of events, the second encoded ones
+		if err := s.AddEvents([]store.Event{{CustomerID: "w", Type: "view", At: time.Now().UnixNano()}, {CustomerID: "w", Type: "cart", At: time.Now().UnixNano()}}); err != nil {
+			t.Fatal(err)
+		}
+		views["w"]++
+		check("event", "w", map[string]any{"tier": "silver", "city": "Lisbon"})
+	}
+	if err := s.AddEvents([]store.Event{{CustomerID: "w", Type: "cart", At: time.Now().UnixNano()}}); err != nil {
 		t.Fatal(err)
 	}
-	check("event", "w", map[string]any{"tier": "silver", "city": "Lisbon"})
+	check("another type's event", "w", map[string]any{"tier": "silver", "city": "Lisbon"})
+	if c := mustCustomer(t, s, "w"); c.EventMap()["cart"].Count != 3 {
+		t.Fatalf("cart count %d; want 3", c.EventMap()["cart"].Count)
+	}
+	if err := s.PutAttributes("w", map[string]any{"tier": "silver", "city": "Lisbon"}); err != nil {
+		t.Fatal(err)
+	}
+	check("put after events", "w", map[string]any{"tier": "silver", "city": "Lisbon"})
 	if err := s.Record("w", []store.Contact{{Action: store.Intern("a"), At: time.Now().UnixNano()}}, nil); err != nil {
 		t.Fatal(err)
 	}

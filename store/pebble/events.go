@@ -1,0 +1,182 @@
+package pebblestore
+
+import (
+	"sort"
+
+	"github.com/nudge-engine/nudge/store"
+)
+
+// flatEvents is a customer's event aggregates as the cache keeps them
+// (store.EncodedEvents): the day buckets of all its event types in one
+// array, their recent events in another, and one fixed-size entry per
+// type, none of which holds a pointer. The collector marks the four
+// arrays without scanning them, where a map of *EventStats made it scan
+// every slot and struct, and a rule's count() reads the arrays as they
+// are: Stats decodes nothing. It is never modified; a write of events
+// takes a copy (Map) and makes a new one (newFlatEvents).
+type flatEvents struct {
+	names  string // the types' names, one after the other, in order
+	types  []flatType
+	days   []store.DayBucket
+	recent []store.Stamp
+}
+
+// flatType is one event type's entry: where its name, day buckets and
+// recent events end in flatEvents' arrays (each starts where the previous
+// type's ends), and its totals.
+type flatType struct {
+	name, days, recent uint32
+	count              int64
+	sum                float64
+	first, last        int64
+}
+
+// stats returns the name and aggregates of the i-th type. The aggregates'
+// arrays are f's, capped so that an append copies them.
+func (f *flatEvents) stats(i int) (string, store.EventStats) {
+	var n0, d0, r0 uint32
+	if i > 0 {
+		p := &f.types[i-1]
+		n0, d0, r0 = p.name, p.days, p.recent
+	}
+	t := &f.types[i]
+	s := store.EventStats{Count: t.count, Sum: t.sum, First: t.first, Last: t.last}
+	if d0 < t.days {
+		s.Days = f.days[d0:t.days:t.days]
+	}
+	if r0 < t.recent {
+		s.Recent = f.recent[r0:t.recent:t.recent]
+	}
+	return f.names[n0:t.name], s
+}
+
+// find returns the index of type typ, or -1.
+func (f *flatEvents) find(typ string) int {
+	var n0 uint32
+	for i := range f.types {
+		n1 := f.types[i].name
+		if f.names[n0:n1] == typ {
+			return i
+		}
+		n0 = n1
+	}
+	return -1
+}
+
+// Stats implements store.EncodedEvents. s's arrays become views of the
+// customer's: they must not be modified.
+func (f *flatEvents) Stats(typ string, s *store.EventStats) bool {
+	i := f.find(typ)
+	if i < 0 {
+		return false
+	}
+	_, *s = f.stats(i)
+	return true
+}
+
+// Map implements store.EncodedEvents: a copy the caller owns.
+func (f *flatEvents) Map() map[string]*store.EventStats {
+	m := make(map[string]*store.EventStats, len(f.types))
+	all := make([]store.EventStats, len(f.types))
+	for i := range f.types {
+		name, s := f.stats(i)
+		s.Days = cloneNil(s.Days)
+		s.Recent = cloneNil(s.Recent)
+		all[i] = s
+		m[name] = &all[i]
+	}
+	return m
+}
+
+// Len implements store.EncodedEvents.
+func (f *flatEvents) Len() int { return len(f.types) }
+
+func cloneNil[T any](a []T) []T {
+	if len(a) == 0 {
+		return nil
+	}
+	return append([]T(nil), a...)
+}
+
+// newFlatEvents returns m's aggregates as flatEvents, types in name order
+// (nil if m is empty).
+func newFlatEvents(m map[string]*store.EventStats) *flatEvents {
+	if len(m) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(m))
+	nn, nd, nr := 0, 0, 0
+	for t, s := range m {
+		names = append(names, t)
+		nn, nd, nr = nn+len(t), nd+len(s.Days), nr+len(s.Recent)
+	}
+	sort.Strings(names)
+	f := &flatEvents{types: make([]flatType, len(m))}
+	if nd > 0 {
+		f.days = make([]store.DayBucket, 0, nd)
+	}
+	if nr > 0 {
+		f.recent = make([]store.Stamp, 0, nr)
+	}
+	buf := make([]byte, 0, nn)
+	for i, t := range names {
+		s := m[t]
+		buf = append(buf, t...)
+		f.days = append(f.days, s.Days...)
+		f.recent = append(f.recent, s.Recent...)
+		f.types[i] = flatType{name: uint32(len(buf)), days: uint32(len(f.days)), recent: uint32(len(f.recent)),
+			count: s.Count, sum: s.Sum, first: s.First, last: s.Last}
+	}
+	f.names = string(buf)
+	return f
+}
+
+// flatEvents decodes the rest of a main record, its events, into
+// flatEvents (nil for none): a first pass checks them and counts what the
+// arrays need, a second fills them.
+func (d *decoder) flatEvents() *flatEvents {
+	start := d.i
+	n := d.count(6)
+	nn, nd, nr := 0, 0, 0
+	for range n {
+		nn += len(d.string())
+		d.skipVarint() // count
+		d.skipFloat()  // sum
+		d.skipVarint() // first
+		d.skipVarint() // last
+		days := d.count(3)
+		for range days {
+			d.skipVarint()
+			d.skipVarint()
+			d.skipFloat()
+		}
+		recent := d.count(2)
+		for range recent {
+			d.skipVarint()
+			d.skipFloat()
+		}
+		nd, nr = nd+days, nr+recent
+	}
+	if d.end() != nil || n == 0 {
+		return nil
+	}
+	d.i = start
+	d.count(6)
+	f := &flatEvents{types: make([]flatType, n)}
+	if nd > 0 {
+		f.days = make([]store.DayBucket, 0, nd)
+	}
+	if nr > 0 {
+		f.recent = make([]store.Stamp, 0, nr)
+	}
+	buf := make([]byte, 0, nn)
+	var s store.EventStats
+	for i := range f.types {
+		buf = append(buf, d.string()...)
+		f.days, f.recent = d.appendStats(&s, f.days, f.recent)
+		f.types[i] = flatType{name: uint32(len(buf)), days: uint32(len(f.days)), recent: uint32(len(f.recent)),
+			count: s.Count, sum: s.Sum, first: s.First, last: s.Last}
+	}
+	f.names = string(buf)
+	return f
+}
