@@ -297,10 +297,9 @@ type state struct {
 	vms   []*vm.VM
 	depth int
 
-	// decoded holds the event aggregates decoded for this decision
-	// (events), the first nEvents of it current.
-	decoded []decodedEvents
-	nEvents int
+	// stats receives the event aggregates a rule function asks for
+	// when the customer keeps them in the store's form (events).
+	stats store.EventStats
 
 	segMemo    []uint8 // 0 unknown, 1 false, 2 true
 	policyWhen []uint8 // 0 unknown, 1 false, 2 true
@@ -345,7 +344,6 @@ func (st *state) begin(e *Engine, rs *rules.Ruleset, src Source, req *Request, c
 		cust = &store.Customer{ID: req.CustomerID}
 	}
 	st.cust = cust
-	st.nEvents = 0
 	st.now = req.Now.UnixNano()
 	st.pcg.Seed(req.Seed, req.Seed^0x9e3779b97f4a7c15)
 
@@ -403,8 +401,7 @@ func resize(s []uint8, n int) []uint8 {
 func (st *state) end() {
 	// Drop references so the pool does not pin rulesets or customers.
 	st.rs, st.src, st.req, st.d, st.cust, st.current = nil, nil, nil, nil, nil, nil
-	clear(st.decoded[:st.nEvents]) // views of the customer's arrays
-	st.nEvents = 0
+	st.stats = store.EventStats{} // views of the customer's arrays
 	st.env.Clear()
 	clear(st.chosen)
 	clear(st.elig)
@@ -936,40 +933,10 @@ func writeValue(b *strings.Builder, v any) {
 
 // The rules.Funcs of the decision.
 
-// events returns the customer's aggregates of event type typ (nil: none).
-// A cached customer keeps its aggregates in the store's own form
-// (store.EncodedEvents): each type is looked up there once per decision.
+// events returns the customer's aggregates of event type typ (nil: none),
+// valid until the next call.
 func (st *state) events(typ string) *store.EventStats {
-	enc := st.cust.EncodedEvents
-	if st.cust.Events != nil || enc == nil {
-		return st.cust.Events[typ]
-	}
-	for i := range st.nEvents {
-		if e := &st.decoded[i]; e.typ == typ {
-			if !e.ok {
-				return nil
-			}
-			return &e.stats
-		}
-	}
-	if st.nEvents == len(st.decoded) {
-		st.decoded = append(st.decoded, decodedEvents{})
-	}
-	e := &st.decoded[st.nEvents]
-	st.nEvents++
-	e.typ = typ
-	if e.ok = enc.Stats(typ, &e.stats); !e.ok {
-		return nil
-	}
-	return &e.stats
-}
-
-// decodedEvents is a customer's aggregates of one event type, looked up
-// for a decision (its arrays are the store's: read only).
-type decodedEvents struct {
-	typ   string
-	stats store.EventStats
-	ok    bool
+	return st.cust.EventStats(typ, &st.stats)
 }
 
 func (st *state) Count(typ string, window time.Duration) int {

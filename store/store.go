@@ -57,10 +57,12 @@ func OutcomeNames() []string { return append([]string(nil), outcomeNames[:Holdou
 // recording a contact independent of the length of the history, versions
 // of a customer share what a write does not change:
 //
-//   - Attributes (or Encoded) and Events are shared until a write of attributes or
-//     events replaces them (CopySharingContacts copies them; an event
-//     write shares the attributes and copies only the aggregates of the
-//     event types it adds to, CopyForEvents).
+//   - Attributes and Events, or their store forms Encoded and
+//     EncodedEvents (never modified), are shared until a write of
+//     attributes or events replaces them (CopySharingContacts copies the
+//     maps; an event write shares the attributes and copies the
+//     aggregates, CopyForEvents: from a map only those of the types it
+//     adds to, from EncodedEvents all).
 //   - Contacts are shared too, including the backing array: recording a
 //     contact appends to the newest version's slice (AppendContacts). When
 //     the array has spare capacity the new elements go there, in place.
@@ -144,6 +146,19 @@ func (c *Customer) EventMap() map[string]*EventStats {
 		return c.EncodedEvents.Map()
 	}
 	return c.Events
+}
+
+// EventStats returns c's aggregates of event type typ (nil: none), from
+// Events or, through into, from EncodedEvents; what it returns must not be
+// modified.
+func (c *Customer) EventStats(typ string, into *EventStats) *EventStats {
+	if c.Events != nil || c.EncodedEvents == nil {
+		return c.Events[typ]
+	}
+	if !c.EncodedEvents.Stats(typ, into) {
+		return nil
+	}
+	return into
 }
 
 // eventCount is the number of c's event types.

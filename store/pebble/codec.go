@@ -71,8 +71,8 @@ import (
 // a slice of the record (attrs, store.EncodedAttributes), and decodes only
 // the values the rules ask for; a write keeps them as it encoded them
 // (stage). Its event aggregates are decoded into pointer-free arrays
-// (flatEvents, store.EncodedEvents) that rules read without decoding. The contact decoder makes actions and channels names
-// (store.Name).
+// (flatEvents, store.EncodedEvents) that rules read without decoding. The
+// contact decoder makes actions and channels names (store.Name).
 const (
 	recordV2  = 2
 	contactV1 = 1 // a contact value of layout 2 (migrateV2)
@@ -578,32 +578,21 @@ func decodeEvents(id string, rec string, types []string) (*store.Customer, kept,
 	d.skip = false
 	k := kept{attrs: rec[start:d.i]}
 	c := &store.Customer{ID: id}
-	if c.Events, err = d.split(types, &k); err != nil {
-		return nil, kept{}, err
-	}
-	return c, k, nil
-}
-
-// split decodes the rest of a main record, its events, for a write of
-// events of the given types: it returns the aggregates of those types, and
-// adds the others to k as they are encoded (slices of d.s).
-func (d *decoder) split(types []string, k *kept) (map[string]*store.EventStats, error) {
-	var m map[string]*store.EventStats
 	run := -1 // where the current run of kept types starts
 	for range d.count(6) {
 		at := d.i
 		t := d.string()
 		if slices.Contains(types, t) {
 			if run >= 0 {
-				k.events = append(k.events, d.s[run:at])
+				k.events = append(k.events, rec[run:at])
 				run = -1
 			}
-			if m == nil {
-				m = make(map[string]*store.EventStats, len(types))
+			if c.Events == nil {
+				c.Events = make(map[string]*store.EventStats, len(types))
 			}
 			s := new(store.EventStats)
 			d.eventStats(s)
-			m[t] = s
+			c.Events[t] = s
 		} else {
 			if run < 0 {
 				run = at
@@ -616,9 +605,12 @@ func (d *decoder) split(types []string, k *kept) (map[string]*store.EventStats, 
 		}
 	}
 	if run >= 0 {
-		k.events = append(k.events, d.s[run:d.i])
+		k.events = append(k.events, rec[run:d.i])
 	}
-	return m, d.end()
+	if err := d.end(); err != nil {
+		return nil, kept{}, err
+	}
+	return c, k, nil
 }
 
 // end is the decoder's error, or errCorrupt if input is left over.
@@ -633,22 +625,31 @@ func (d *decoder) end() error {
 // them if s is nil.
 func (d *decoder) eventStats(s *store.EventStats) {
 	if s == nil {
-		d.skipVarint() // count
-		d.skipFloat()  // sum
-		d.skipVarint() // first
-		d.skipVarint() // last
-		for range d.count(3) {
-			d.skipVarint() // day
-			d.skipVarint() // count
-			d.skipFloat()  // sum
-		}
-		for range d.count(2) {
-			d.skipVarint() // time
-			d.skipFloat()  // value
-		}
+		d.skipStats()
 		return
 	}
 	s.Days, s.Recent = d.appendStats(s, s.Days[:0], s.Recent[:0])
+}
+
+// skipStats passes over the aggregates of one event type and returns how
+// many day buckets and recent events they hold.
+func (d *decoder) skipStats() (days, recent int) {
+	d.skipVarint() // count
+	d.skipFloat()  // sum
+	d.skipVarint() // first
+	d.skipVarint() // last
+	days = d.count(3)
+	for range days {
+		d.skipVarint() // day
+		d.skipVarint() // count
+		d.skipFloat()  // sum
+	}
+	recent = d.count(2)
+	for range recent {
+		d.skipVarint() // time
+		d.skipFloat()  // value
+	}
+	return days, recent
 }
 
 // appendStats decodes the totals of one event type's aggregates into s,

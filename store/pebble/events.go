@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/nudge-engine/nudge/store"
 )
@@ -98,6 +99,42 @@ func cloneNil[T any](a []T) []T {
 	return append([]T(nil), a...)
 }
 
+// flatBuilder fills a flatEvents whose sizes are known: types are added
+// in order, each after its day buckets and recent events are appended to
+// f.days and f.recent.
+type flatBuilder struct {
+	f     *flatEvents
+	names strings.Builder
+	i     int
+}
+
+// init readies b for n types whose names take nn bytes, with nd day
+// buckets and nr recent events in all.
+func (b *flatBuilder) init(n, nn, nd, nr int) {
+	b.f = &flatEvents{types: make([]flatType, n)}
+	if nd > 0 {
+		b.f.days = make([]store.DayBucket, 0, nd)
+	}
+	if nr > 0 {
+		b.f.recent = make([]store.Stamp, 0, nr)
+	}
+	b.names.Grow(nn)
+}
+
+// add ends the next type, name, with the totals of s: its arrays are what
+// f.days and f.recent gained since the previous type.
+func (b *flatBuilder) add(name string, s *store.EventStats) {
+	b.names.WriteString(name)
+	b.f.types[b.i] = flatType{name: uint32(b.names.Len()), days: uint32(len(b.f.days)), recent: uint32(len(b.f.recent)),
+		count: s.Count, sum: s.Sum, first: s.First, last: s.Last}
+	b.i++
+}
+
+func (b *flatBuilder) done() *flatEvents {
+	b.f.names = b.names.String()
+	return b.f
+}
+
 // newFlatEvents returns m's aggregates as flatEvents, types in name order
 // (nil if m is empty).
 func newFlatEvents(m map[string]*store.EventStats) *flatEvents {
@@ -111,24 +148,15 @@ func newFlatEvents(m map[string]*store.EventStats) *flatEvents {
 		nn, nd, nr = nn+len(t), nd+len(s.Days), nr+len(s.Recent)
 	}
 	sort.Strings(names)
-	f := &flatEvents{types: make([]flatType, len(m))}
-	if nd > 0 {
-		f.days = make([]store.DayBucket, 0, nd)
-	}
-	if nr > 0 {
-		f.recent = make([]store.Stamp, 0, nr)
-	}
-	buf := make([]byte, 0, nn)
-	for i, t := range names {
+	var b flatBuilder
+	b.init(len(m), nn, nd, nr)
+	for _, t := range names {
 		s := m[t]
-		buf = append(buf, t...)
-		f.days = append(f.days, s.Days...)
-		f.recent = append(f.recent, s.Recent...)
-		f.types[i] = flatType{name: uint32(len(buf)), days: uint32(len(f.days)), recent: uint32(len(f.recent)),
-			count: s.Count, sum: s.Sum, first: s.First, last: s.Last}
+		b.f.days = append(b.f.days, s.Days...)
+		b.f.recent = append(b.f.recent, s.Recent...)
+		b.add(t, s)
 	}
-	f.names = string(buf)
-	return f
+	return b.done()
 }
 
 // flatEvents decodes the rest of a main record, its events, into
@@ -140,21 +168,7 @@ func (d *decoder) flatEvents() *flatEvents {
 	nn, nd, nr := 0, 0, 0
 	for range n {
 		nn += len(d.string())
-		d.skipVarint() // count
-		d.skipFloat()  // sum
-		d.skipVarint() // first
-		d.skipVarint() // last
-		days := d.count(3)
-		for range days {
-			d.skipVarint()
-			d.skipVarint()
-			d.skipFloat()
-		}
-		recent := d.count(2)
-		for range recent {
-			d.skipVarint()
-			d.skipFloat()
-		}
+		days, recent := d.skipStats()
 		nd, nr = nd+days, nr+recent
 	}
 	if d.end() != nil || n == 0 {
@@ -162,21 +176,13 @@ func (d *decoder) flatEvents() *flatEvents {
 	}
 	d.i = start
 	d.count(6)
-	f := &flatEvents{types: make([]flatType, n)}
-	if nd > 0 {
-		f.days = make([]store.DayBucket, 0, nd)
-	}
-	if nr > 0 {
-		f.recent = make([]store.Stamp, 0, nr)
-	}
-	buf := make([]byte, 0, nn)
+	var b flatBuilder
+	b.init(n, nn, nd, nr)
 	var s store.EventStats
-	for i := range f.types {
-		buf = append(buf, d.string()...)
-		f.days, f.recent = d.appendStats(&s, f.days, f.recent)
-		f.types[i] = flatType{name: uint32(len(buf)), days: uint32(len(f.days)), recent: uint32(len(f.recent)),
-			count: s.Count, sum: s.Sum, first: s.First, last: s.Last}
+	for range n {
+		name := d.string()
+		b.f.days, b.f.recent = d.appendStats(&s, b.f.days, b.f.recent)
+		b.add(name, &s)
 	}
-	f.names = string(buf)
-	return f
+	return b.done()
 }
