@@ -48,12 +48,12 @@ bench:
 	GO=$(GO) ./bench/run.sh full
 
 # The same on 100,000 customers with 2 s runs (< 2 min).
+bench-quick:
+	GO=$(GO) ./bench/run.sh quick
+
 # Ten minutes of constant-rate load with nudge's RSS sampled (SOAK_DURATION).
 soak:
 	bash bench/soak.sh
-
-bench-quick:
-	GO=$(GO) ./bench/run.sh quick
 
 # Fuzz the rule loader (FUZZTIME=10m for a long run).
 FUZZTIME ?= 30s

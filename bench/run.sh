@@ -151,6 +151,9 @@ port=$("$nb" freeport)
 cport=$("$nb" freeport)
 url="http://127.0.0.1:$port"
 common=(--customers "$customers" --conns "$conns")
+# Measured nudge runs also read nudge's /metrics when measuring starts and
+# ends: CPU per request, collections and scheduler waits in the report.
+metrics=(--server-metrics "$url/metrics")
 
 # serve starts nudge on rules $1 with extra flags, and waits until ready.
 serve() {
@@ -185,11 +188,11 @@ group() {
 	for i in 1 2; do
 		cmd "$nb" run --url "http://127.0.0.1:$cport" "${load[@]}" --warmup "$warmup" --duration "$duration" \
 			--name "$g-ceiling-$i" --group "$g" --role ceiling --out "$raw/$g-ceiling-$i.json"
-		cmd "$nb" run --url "$url" "${load[@]}" --warmup "$warmup" --duration "$duration" \
+		cmd "$nb" run --url "$url" "${load[@]}" "${metrics[@]}" --warmup "$warmup" --duration "$duration" \
 			--name "$g-nudge-$i" --group "$g" --out "$raw/$g-nudge-$i.json"
 	done
 	stop "$ceiling_pid"
-	cmd "$nb" run --url "$url" "${load[@]}" --mode open --rate-from "$raw/$g-nudge-1.json,$raw/$g-nudge-2.json" --rate-factor 0.5 \
+	cmd "$nb" run --url "$url" "${load[@]}" "${metrics[@]}" --mode open --rate-from "$raw/$g-nudge-1.json,$raw/$g-nudge-2.json" --rate-factor 0.5 \
 		--warmup "$warmup" --duration "$openduration" --name "$g-open-half" --group "$g" --out "$raw/$g-open-half.json"
 	counters "$g (default cache)"
 }
@@ -218,9 +221,9 @@ counters() {
 
 group demo testdata/storefront/rules
 echo "== ingest (demo server)"
-cmd "$nb" run --url "$url" "${common[@]}" --mix events=1 --batch 100 --warmup "$warmup" --duration "$duration" \
+cmd "$nb" run --url "$url" "${common[@]}" "${metrics[@]}" --mix events=1 --batch 100 --warmup "$warmup" --duration "$duration" \
 	--name ingest-batch100 --group ingest --out "$raw/ingest-batch100.json"
-cmd "$nb" run --url "$url" "${common[@]}" --mix events=1 --batch 1 --warmup "$warmup" --duration "$duration" \
+cmd "$nb" run --url "$url" "${common[@]}" "${metrics[@]}" --mix events=1 --batch 1 --warmup "$warmup" --duration "$duration" \
 	--name ingest-single --group ingest --out "$raw/ingest-single.json"
 stop "$nudge_pid"
 floor demo "$raw/demo-nudge-1.json,$raw/demo-nudge-2.json"
@@ -234,9 +237,9 @@ small_mb=${BENCH_SMALL_CACHE_MB:-32}
 echo "== small cache: --cache-mb $small_mb, demo rules"
 serve testdata/storefront/rules --cache-mb "$small_mb"
 cmd "$nb" run --url "$url" "${common[@]}" --duration "$serverwarm" --name small-cache-warmup --out "$work/small-cache-warmup.json"
-cmd "$nb" run --url "$url" "${common[@]}" --warmup "$warmup" --duration "$duration" \
+cmd "$nb" run --url "$url" "${common[@]}" "${metrics[@]}" --warmup "$warmup" --duration "$duration" \
 	--name small-cache-closed --group small-cache --out "$raw/small-cache-closed.json"
-cmd "$nb" run --url "$url" "${common[@]}" --mode open --rate-from "$raw/small-cache-closed.json" --rate-factor 0.5 \
+cmd "$nb" run --url "$url" "${common[@]}" "${metrics[@]}" --mode open --rate-from "$raw/small-cache-closed.json" --rate-factor 0.5 \
 	--warmup "$warmup" --duration "$openduration" --name small-cache-open-half --group small-cache --out "$raw/small-cache-open-half.json"
 counters "small-cache (--cache-mb $small_mb)"
 stop "$nudge_pid"

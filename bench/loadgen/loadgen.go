@@ -168,6 +168,9 @@ type Config struct {
 	APIKey string
 	// Seed makes the customer and kind draws reproducible. Default 1.
 	Seed uint64
+	// ServerMetrics is the URL of the server's Prometheus metrics, read
+	// when measuring starts and ends (Result.Server). Default: none.
+	ServerMetrics string
 }
 
 func (c *Config) ensureDefaults() {
@@ -246,6 +249,13 @@ func (c *Config) validate() (host string, err error) {
 	}
 	if c.Batch < 1 || c.Batch > 1000 {
 		errs = append(errs, fmt.Errorf("batch %d: want 1..1000", c.Batch))
+	}
+	if c.ServerMetrics != "" {
+		if u, err := url.Parse(c.ServerMetrics); err != nil || u.Scheme != "http" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("server metrics %q: want http://host:port/path", c.ServerMetrics))
+		} else if !c.AllowRemote && !isLoopback(u.Hostname()) {
+			errs = append(errs, fmt.Errorf("server metrics %q is not a loopback address", c.ServerMetrics))
+		}
 	}
 	if c.Customers < 1 || c.ZipfS <= 1 {
 		errs = append(errs, fmt.Errorf("customers %d, zipf %g: want >= 1 customers and an exponent > 1", c.Customers, c.ZipfS))
@@ -380,6 +390,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	end := measureFrom.Add(cfg.Duration)
 	sched := Schedule{Start: start, Rate: cfg.Rate, Conns: cfg.Conns}
 	var wg sync.WaitGroup
+	var before, after *scrape
+	var scrapeErr error
+	if cfg.ServerMetrics != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !sleepUntil(ctx, measureFrom) {
+				return
+			}
+			if before, scrapeErr = scrapeMetrics(cfg.ServerMetrics, cfg.Timeout); scrapeErr != nil {
+				return
+			}
+			if sleepUntil(ctx, end) {
+				after, scrapeErr = scrapeMetrics(cfg.ServerMetrics, cfg.Timeout)
+			}
+		}()
+	}
 	for w := range cfg.Conns {
 		wg.Add(1)
 		go func() {
@@ -397,7 +424,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if now := time.Now(); now.Before(end) { // cancelled
 		elapsed = max(now.Sub(measureFrom), time.Millisecond)
 	}
-	return rec.result(&cfg, measureFrom, elapsed), ctx.Err()
+	res := rec.result(&cfg, measureFrom, elapsed)
+	if scrapeErr != nil {
+		res.ServerError = scrapeErr.Error()
+	} else if before != nil && after != nil {
+		res.Server = serverFigures(before, after, res.Requests)
+	}
+	return res, ctx.Err()
 }
 
 // conn is one connection's sender.
@@ -445,7 +478,7 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 }
 
 func (c *conn) closed(ctx context.Context, start, measureFrom, end time.Time) {
-	if !sleepUntil(ctx, start) {
+	if !sleepUntil(ctx, measureFrom) {
 		return
 	}
 	for ctx.Err() == nil {
@@ -703,6 +736,11 @@ type Result struct {
 	Transport map[string]int64 `json:"transport,omitempty"`
 	Unsent    int64            `json:"unsent,omitempty"`
 
+	// Server is what the server's metrics say about the measured time
+	// (Config.ServerMetrics), ServerError why they could not be read.
+	Server      *ServerFigures `json:"server,omitempty"`
+	ServerError string         `json:"server_error,omitempty"`
+
 	// Histogram is the latency histogram (µs) in the HdrHistogram V2
 	// compressed base64 format, for tools that want more than the curve.
 	Histogram string `json:"histogram,omitempty"`
@@ -779,6 +817,11 @@ func (r *Result) Summary() string {
 	}
 	if len(r.ErrorList()) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(r.ErrorList(), ", "))
+	}
+	if r.Server != nil {
+		fmt.Fprintf(&b, "\n%-24s %s", "", r.Server)
+	} else if r.ServerError != "" {
+		fmt.Fprintf(&b, "\n%-24s server metrics: %s", "", r.ServerError)
 	}
 	return b.String()
 }

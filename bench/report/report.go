@@ -231,6 +231,7 @@ func Write(w io.Writer, in Input) error {
 		}
 		p("\n")
 	}
+	writeServerFigures(p, in.Results)
 	for _, g := range Groups(in.Results) {
 		if f, ok := in.Plots[g]; ok {
 			p("![latency by percentile, %s](%s)\n\n", g, f)
@@ -256,6 +257,42 @@ func Write(w io.Writer, in Input) error {
 	}
 	p("Raw results (one JSON file per run, with the HdrHistogram of each) sit next to this report.\n")
 	return bw.Flush()
+}
+
+// writeServerFigures writes the table of what nudge's own metrics say
+// about each run that read them (nudge-bench run --server-metrics).
+func writeServerFigures(p func(string, ...any), results []*loadgen.Result) {
+	var rs []*loadgen.Result
+	for _, r := range results {
+		if r.Server != nil || r.ServerError != "" {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) == 0 {
+		return
+	}
+	p("What nudge's own metrics (`/metrics`) say about each run, between the start and the end of its measured time: ")
+	p("its CPU time per request answered and how many CPUs that is, the collections that ended, ")
+	p("and how often a goroutine made runnable waited for a CPU longer than about 1 ms and 10 ms (the Go runtime's scheduler latency histogram, which samples one scheduling in eight). ")
+	p("Waits beyond a millisecond mean the CPUs were busy, with nudge's own work, its collector's, the load generator's or another process's.\n\n")
+	p("| run | mode | CPU / request | CPUs | collections | waited ≈ 1 ms | waited ≈ 10 ms | RSS |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rs {
+		s := r.Server
+		if s == nil {
+			p("| %s | %s | %s | | | | | |\n", r.Name, r.Config.Mode, "not read: "+strings.ReplaceAll(r.ServerError, "|", "/"))
+			continue
+		}
+		wait := func(us float64) string {
+			share, over, ok := s.Share(us)
+			if !ok {
+				return ""
+			}
+			return fmt.Sprintf("%.2f %% (> %s)", 100*share, loadgen.FormatMicros(over))
+		}
+		p("| %s | %s | %s | %.2f | %d | %s | %s | %.0f MiB |\n", r.Name, r.Config.Mode, loadgen.FormatMicros(s.CPUPerRequest),
+			s.CPUSeconds/max(s.Seconds, 1e-9), s.GCCycles, wait(1000), wait(10000), s.RSSBytes/(1<<20))
+	}
+	p("\n")
 }
 
 // Summary returns the key figures: nudge/ceiling per group, p99 of the

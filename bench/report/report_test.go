@@ -31,6 +31,9 @@ func sample() []*loadgen.Result {
 	open.Config.Rate = 5000
 	open.Service = &loadgen.Percentiles{P99: 400}
 	open.SendLag = &loadgen.Percentiles{P99: 100, Max: 900}
+	open.Server = &loadgen.ServerFigures{CPUSeconds: 3, Seconds: 2, CPUPerRequest: 60, GCCycles: 1, Wakeups: 1000,
+		Waits:    []loadgen.SchedTail{{OverMicros: 81.92, Count: 100}, {OverMicros: 917.504, Count: 20}, {OverMicros: 10485.76, Count: 5}},
+		RSSBytes: 900 << 20}
 	ingest := result("ingest-batch100", "demo", RoleNudge, loadgen.ModeClosed, 700, 3000, 6)
 	ingest.EventsPerSec = 70000
 	ingest.Config.Batch = 100
@@ -41,6 +44,7 @@ func sample() []*loadgen.Result {
 	ceilingOpen.SendLag = &loadgen.Percentiles{P99: 10, Max: 90}
 	failing := result("demo-nudge-2", "demo", RoleNudge, loadgen.ModeClosed, 11000, 2000, 4)
 	failing.Errors, failing.Status["503"] = 3, 3
+	failing.ServerError = "cannot scrape | it"
 	return []*loadgen.Result{
 		result("demo-ceiling-1", "demo", RoleCeiling, loadgen.ModeClosed, 40000, 1000, 1),
 		result("demo-nudge-1", "demo", RoleNudge, loadgen.ModeClosed, 9000, 2000, 2),
@@ -103,6 +107,8 @@ func TestWrite(t *testing.T) {
 		"| demo-ceiling-open | 300µs | 250µs |", "**ingest-batch100**: 70000 durable events/s",
 		"| demo-open | 800µs | 400µs |", "![latency by percentile, demo](r-demo.svg)",
 		"BenchmarkX 10 100 ns/op", "nudge-bench gen --customers 100\nnudge-bench run",
+		"| demo-open | open | 60µs | 1.50 | 1 | 2.00 % (> 918µs) | 0.50 % (> 10.49ms) | 900 MiB |",
+		"| demo-nudge-2 | closed | not read: cannot scrape / it |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)

@@ -125,6 +125,7 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Channel, "channel", "web", "channel of decide requests")
 	eventTypes := fs.String("event-types", "session,view,add_to_cart,purchase", "event types, drawn uniformly")
 	fs.IntVar(&cfg.Batch, "batch", 1, "events per events request (1: a single event object)")
+	fs.StringVar(&cfg.ServerMetrics, "server-metrics", "", "URL of the server's Prometheus metrics, read when measuring starts and ends: its CPU per request, collections and scheduler waits go in the result")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed")
 	name := fs.String("name", "", "name of the run in reports (default: mode)")
 	group := fs.String("group", "", "group of runs compared in reports (e.g. the ruleset)")

@@ -117,7 +117,13 @@ func serve(c serveConfig, log zerolog.Logger) error {
 	}()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The scheduler's latencies (go_sched_latencies_seconds: how long
+	// runnable goroutines waited for a CPU) tell an operator when the
+	// machine, not nudge, makes requests wait.
+	reg.MustRegister(
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
 
 	var srv *server.Server
 	rs, err := server.NewRules(server.RulesOptions{

@@ -502,3 +502,20 @@ func TestConcurrentWritesOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestServeMetricsForBenchmarks: /metrics carries what nudge-bench run
+// --server-metrics reads (bench/loadgen/server.go): the process's CPU
+// time and memory, the collections and the scheduler's latencies.
+func TestServeMetricsForBenchmarks(t *testing.T) {
+	c := startServe(t, copyDemoRules(t), t.TempDir())
+	code, body := request(t, "GET", c.url("/metrics"), "")
+	if code != 200 {
+		t.Fatalf("GET /metrics: %d", code)
+	}
+	for _, name := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes",
+		"go_gc_duration_seconds_count", `go_sched_latencies_seconds_bucket{le="+Inf"}`} {
+		if !strings.Contains(string(body), "\n"+name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
