@@ -478,7 +478,7 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 }
 
 func (c *conn) closed(ctx context.Context, start, measureFrom, end time.Time) {
-	if !sleepUntil(ctx, measureFrom) {
+	if !sleepUntil(ctx, start) {
 		return
 	}
 	for ctx.Err() == nil {

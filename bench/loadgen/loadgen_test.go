@@ -314,3 +314,32 @@ func TestRefusesRemoteTargets(t *testing.T) {
 		t.Fatalf("err %v; want a refusal of the non-loopback target", err)
 	}
 }
+
+// TestClosedLoopWarmsUp: a closed loop sends during its warm-up, and counts
+// only what is answered after it.
+func TestClosedLoopWarmsUp(t *testing.T) {
+	var mu sync.Mutex
+	var first time.Time
+	var total atomic.Int64
+	url := serve(t, func(ctx *fasthttp.RequestCtx) {
+		mu.Lock()
+		if first.IsZero() {
+			first = time.Now()
+		}
+		mu.Unlock()
+		total.Add(1)
+		ctx.SetBodyString(`{"decision_id":"d1","placements":{}}`)
+	})
+	begin := time.Now()
+	res, err := Run(context.Background(), Config{URL: url, Conns: 2, Warmup: 400 * time.Millisecond,
+		Duration: 400 * time.Millisecond, Customers: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := first.Sub(begin); d > 200*time.Millisecond {
+		t.Errorf("first request %v after the start; want it during the 400ms warm-up", d)
+	}
+	if res.Requests == 0 || res.Requests >= total.Load() {
+		t.Errorf("%d requests measured of %d answered; want the warm-up's left out", res.Requests, total.Load())
+	}
+}

@@ -49,19 +49,25 @@ type SchedTail struct {
 // Share is the fraction of wake-ups that waited longer than the bound
 // nearest to micros (by ratio), and that bound; false without wake-ups.
 func (s *ServerFigures) Share(micros float64) (share, over float64, ok bool) {
+	if s.Wakeups <= 0 {
+		return 0, 0, false
+	}
 	best := math.Inf(1)
 	for _, w := range s.Waits {
-		if d := math.Abs(math.Log(w.OverMicros / micros)); d < best && s.Wakeups > 0 {
+		if d := math.Abs(math.Log(w.OverMicros / micros)); d < best {
 			best, share, over, ok = d, float64(w.Count)/float64(s.Wakeups), w.OverMicros, true
 		}
 	}
 	return share, over, ok
 }
 
+// CPUs is the server's CPU time over the time between the scrapes.
+func (s *ServerFigures) CPUs() float64 { return s.CPUSeconds / max(s.Seconds, 1e-9) }
+
 // String is a one-line summary for people.
 func (s *ServerFigures) String() string {
 	out := fmt.Sprintf("server: CPU %s/request (%.2f CPUs), collections %d", FormatMicros(s.CPUPerRequest),
-		s.CPUSeconds/max(s.Seconds, 1e-9), s.GCCycles)
+		s.CPUs(), s.GCCycles)
 	if share, over, ok := s.Share(1000); ok {
 		out += fmt.Sprintf(", %.2f %% of goroutine wake-ups waited > %s for a CPU", 100*share, FormatMicros(over))
 	}

@@ -290,7 +290,7 @@ func writeServerFigures(p func(string, ...any), results []*loadgen.Result) {
 			return fmt.Sprintf("%.2f %% (> %s)", 100*share, loadgen.FormatMicros(over))
 		}
 		p("| %s | %s | %s | %.2f | %d | %s | %s | %.0f MiB |\n", r.Name, r.Config.Mode, loadgen.FormatMicros(s.CPUPerRequest),
-			s.CPUSeconds/max(s.Seconds, 1e-9), s.GCCycles, wait(1000), wait(10000), s.RSSBytes/(1<<20))
+			s.CPUs(), s.GCCycles, wait(1000), wait(10000), s.RSSBytes/(1<<20))
 	}
 	p("\n")
 }
