@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -636,6 +637,35 @@ func testDecodeContactsAllocs(t *testing.T, actions int) {
 	for i := range got {
 		if got[i] != cts[i] {
 			t.Fatalf("contact %d: %+v; want %+v", i, got[i], cts[i])
+		}
+	}
+}
+
+// TestDecodeContactsCut: a log cut anywhere, inside a time, a length or
+// a name (one long enough for a two-byte length too), is corrupt without
+// a panic, and countContacts counts the whole entries before the cut.
+func TestDecodeContactsCut(t *testing.T) {
+	cts := []store.Contact{
+		{Action: store.Intern("winback-20"), Channel: store.Intern("web"), At: time.Now().UnixNano()},
+		{Action: store.Intern(strings.Repeat("long-action-", 12)), Outcome: store.Click, Channel: store.Intern("email"), At: time.Now().UnixNano() + 1},
+		{Action: store.Intern("free-ship"), At: time.Now().UnixNano() + 2},
+	}
+	var ends []int // where each entry ends
+	for i := range cts {
+		ends = append(ends, len(appendContacts(nil, cts[:i+1])))
+	}
+	log := appendContacts(nil, cts)
+	for cut := range len(log) {
+		whole := 0
+		for whole < len(ends) && ends[whole] <= cut {
+			whole++
+		}
+		var cd contactDecoder
+		if got, err := cd.decodeContacts(nil, log[:cut]); (err == nil) != (cut == 0 || whole > 0 && ends[whole-1] == cut) {
+			t.Fatalf("cut at %d of %d: %d contacts, %v", cut, len(log), len(got), err)
+		}
+		if n := countContacts(log[:cut]); n != whole {
+			t.Fatalf("cut at %d of %d: countContacts %d; want %d", cut, len(log), n, whole)
 		}
 	}
 }

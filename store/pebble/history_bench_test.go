@@ -87,3 +87,35 @@ func BenchmarkAddEventsHistory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCustomerMissHistory reads from Pebble a customer with a long
+// contact history, as a cache miss of a customer decided for thousands of
+// times does (a bot, a shared id, the benchmark's hottest ids): imported
+// as one value, and with half of it recorded since, two contacts per
+// decision, so that the read merges 1,000 operands.
+func BenchmarkCustomerMissHistory(b *testing.B) {
+	for _, recorded := range []int{0, 1000} {
+		b.Run(fmt.Sprint("operands=", recorded), func(b *testing.B) {
+			s, ids := benchHistoryStore(b, 1, store.MaxContacts/2)
+			winback, free, web := store.Intern("winback-20"), store.Intern("free-ship"), store.Intern("web")
+			for range recorded {
+				now := time.Now().UnixNano()
+				if err := s.Record(ids[0], []store.Contact{{Action: winback, Channel: web, At: now}, {Action: free, Channel: web, At: now}}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			want := store.MaxContacts/2 + 2*recorded
+			b.ReportAllocs()
+			for b.Loop() {
+				// As in BenchmarkCustomerMiss: evict once the fill is applied.
+				s.waitCache()
+				s.cache.Del(ids[0])
+				c, err := s.Customer(ids[0])
+				if err != nil || c == nil || len(c.Contacts) != want {
+					b.Fatal(c, err)
+				}
+				sinkCustomer = c
+			}
+		})
+	}
+}

@@ -13,7 +13,8 @@ import (
 // default's MergeOlder copies everything merged so far to prepend one
 // operand, which makes merging a contact log's n appends (in a compaction
 // or a read, from the newest operand to the oldest) cost O(n²); this one
-// collects the older operands and concatenates them once, in Finish.
+// keeps room in front of what it merged, so that an older operand is
+// copied once, into that room, and the result is ready as it is.
 //
 // Every cache miss of a customer with recent contacts merges its log, so
 // the mergers and their buffers are pooled: Finish returns the merger as
@@ -24,59 +25,67 @@ var logMerger = &pebble.Merger{
 	Name: pebble.DefaultMerger.Name,
 	Merge: func(_, value []byte) (pebble.ValueMerger, error) {
 		m := mergerPool.Get().(*concatMerger)
-		m.newer = append(m.newer[:0], value...)
+		m.first(value)
 		return m, nil
 	},
 }
 
 var mergerPool = sync.Pool{New: func() any { return new(concatMerger) }}
 
-// maxPooledMerge bounds the buffers a pooled merger keeps: the log of a
-// customer decided for thousands of times is merged rarely (it is cached),
-// and must not pin its size in the pool.
-const maxPooledMerge = 64 << 10
+// maxPooledMerge bounds the buffer a pooled merger keeps. It holds the
+// log of a customer at store.MaxContacts (about 30 bytes a contact) with
+// the room a growth leaves: a small cache evicts the customers decided
+// for thousands of times (the hottest ids) and reads them back often,
+// and each of those reads would otherwise allocate their log twice over.
+// sync.Pool drops the mergers that two collections find unused.
+const maxPooledMerge = 512 << 10
 
-// bytes is the memory of m's buffers.
-func (m *concatMerger) bytes() int {
-	return cap(m.newer) + cap(m.older) + cap(m.out) + 8*cap(m.lens)
+// bytes is the memory of m's buffer.
+func (m *concatMerger) bytes() int { return cap(m.buf) }
+
+// concatMerger is the ValueMerger of logMerger. The operands merged so
+// far are buf[start:], oldest first; the room in front of them,
+// buf[:start], takes the older operands.
+type concatMerger struct {
+	buf   []byte
+	start int
 }
 
-// concatMerger is the ValueMerger of logMerger.
-type concatMerger struct {
-	newer []byte // the first operand, then those added by MergeNewer
-	older []byte // the operands added by MergeOlder, each appended (newest first)
-	lens  []int  // the lengths of the operands in older
-	out   []byte // the result, when there are older operands
+// first makes value the only operand, at the end of the buffer: a read
+// merges from the newest operand to the oldest.
+func (m *concatMerger) first(value []byte) {
+	if cap(m.buf) < len(value) {
+		m.buf = make([]byte, max(2*len(value), 64))
+	}
+	m.buf = m.buf[:cap(m.buf)]
+	m.start = len(m.buf) - len(value)
+	copy(m.buf[m.start:], value)
 }
 
 // MergeNewer appends value to the result.
 func (m *concatMerger) MergeNewer(value []byte) error {
-	m.newer = append(m.newer, value...)
+	m.buf = append(m.buf, value...)
 	return nil
 }
 
-// MergeOlder puts value before the result, in Finish.
+// MergeOlder puts value before the result: into the room in front, which
+// a growth doubles.
 func (m *concatMerger) MergeOlder(value []byte) error {
-	m.older = append(m.older, value...)
-	m.lens = append(m.lens, len(value))
+	if m.start < len(value) {
+		n := len(m.buf) - m.start
+		grown := make([]byte, 2*(n+len(value)))
+		copy(grown[len(grown)-n:], m.buf[m.start:])
+		m.buf, m.start = grown, len(grown)-n
+	}
+	m.start -= len(value)
+	copy(m.buf[m.start:], value)
 	return nil
 }
 
 // Finish returns the concatenation of the operands, oldest first, valid
 // until the merger (the returned Closer) is closed.
 func (m *concatMerger) Finish(bool) ([]byte, io.Closer, error) {
-	if len(m.lens) == 0 {
-		return m.newer, m, nil
-	}
-	out := m.out[:0]
-	end := len(m.older)
-	for i := len(m.lens) - 1; i >= 0; i-- {
-		start := end - m.lens[i]
-		out = append(out, m.older[start:end]...)
-		end = start
-	}
-	m.out = append(out, m.newer...)
-	return m.out, m, nil
+	return m.buf[m.start:], m, nil
 }
 
 // Close puts the merger back in the pool (unless it is too large to
@@ -85,7 +94,7 @@ func (m *concatMerger) Close() error {
 	if m.bytes() > maxPooledMerge {
 		return nil
 	}
-	m.newer, m.older, m.lens, m.out = m.newer[:0], m.older[:0], m.lens[:0], m.out[:0]
+	m.buf, m.start = m.buf[:0], 0
 	mergerPool.Put(m)
 	return nil
 }

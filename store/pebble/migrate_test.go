@@ -202,6 +202,36 @@ func mergeLog(t testing.TB, ops [][]byte, start int) ([]byte, io.Closer) {
 	return v, closer
 }
 
+// TestLogMergerInterleaved: older and newer operands in any order, of
+// sizes that make the buffer grow at either end, merge into the
+// concatenation oldest first, and a pooled merger starts afresh.
+func TestLogMergerInterleaved(t *testing.T) {
+	for seed := range 20 {
+		var want []byte // what the operands concatenate to
+		vm, err := logMerger.Merge(nil, []byte("first;"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, "first;"...)
+		for i := range 40 {
+			op := bytes.Repeat([]byte{byte('a' + i%26)}, 1+(seed*7+i*13)%300)
+			if (seed+i*i)%3 == 0 {
+				err, want = vm.MergeNewer(op), append(want, op...)
+			} else {
+				err, want = vm.MergeOlder(op), append(op, want...)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		v, closer, err := vm.Finish(true)
+		if err != nil || !bytes.Equal(v, want) {
+			t.Fatalf("seed %d: got %d bytes, want %d (%v)", seed, len(v), len(want), err)
+		}
+		closer.Close()
+	}
+}
+
 // TestLogMergerPooled: a merger closed after its result was used is
 // reused, with a correct result each time (longer and shorter than the
 // last, from any starting operand) and no allocation, and one whose
