@@ -3,6 +3,7 @@ package pebblestore
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -330,5 +331,41 @@ func TestBlockCacheBesideMemtables(t *testing.T) {
 	readAll() // fills the block cache
 	if n := readAll(); n < float64(len(ids)) {
 		t.Errorf("reading %d stored customers again: %.0f block cache hits; want at least one each", len(ids), n)
+	}
+}
+
+// TestMissDecodesIntoItsOwnArray: customers read from Pebble one after
+// the other, through the pooled scratch array, each get an array of
+// their own of their exact length and room for 4 appends, which the
+// next read does not overwrite.
+func TestMissDecodesIntoItsOwnArray(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sizes := []int{300, 40, 1000, 7}
+	var batch []*store.Customer
+	for i, n := range sizes {
+		batch = append(batch, historyCustomer(fmt.Sprint("c", i), n))
+	}
+	if err := s.Import(batch); err != nil {
+		t.Fatal(err)
+	}
+	var got []*store.Customer
+	for i := range sizes {
+		c, _, err := s.read(fmt.Sprint("c", i))
+		if err != nil || c == nil {
+			t.Fatal(c, err)
+		}
+		got = append(got, c)
+	}
+	for i, c := range got {
+		if len(c.Contacts) != sizes[i] || cap(c.Contacts) != sizes[i]+4 {
+			t.Errorf("c%d: %d contacts with room for %d; want %d and %d", i, len(c.Contacts), cap(c.Contacts), sizes[i], sizes[i]+4)
+		}
+		if !reflect.DeepEqual(c.Contacts, batch[i].Contacts) {
+			t.Errorf("c%d: the contacts read are not those imported", i)
+		}
 	}
 }

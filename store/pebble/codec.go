@@ -786,34 +786,6 @@ func stringAtLong(log []byte, i int) (start, end int) {
 	return end - len(s), end
 }
 
-// countContacts returns how many entries the contact log holds, without
-// decoding them: the decoded history takes its exact room (what a
-// corrupt log holds is counted up to the damage; decodeContacts reports
-// it).
-func countContacts(log []byte) int {
-	n, i := 0, 0
-	for len(log)-i >= 3 {
-		// Past the version and the outcome, skip the time's varint.
-		k := i + 2
-		for k < len(log) && k < i+2+binary.MaxVarintLen64 && log[k] >= 0x80 {
-			k++
-		}
-		if k >= len(log) || log[k] >= 0x80 {
-			break
-		}
-		_, end := stringAt(log, k+1)
-		if end < 0 {
-			break
-		}
-		if _, end = stringAt(log, end); end < 0 {
-			break
-		}
-		i = end
-		n++
-	}
-	return n
-}
-
 // decodeContacts appends the contacts of a contact log to cts, in time
 // order (see the package comment).
 func (cd *contactDecoder) decodeContacts(cts []store.Contact, log []byte) ([]store.Contact, error) {
