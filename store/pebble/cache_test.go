@@ -336,8 +336,8 @@ func TestBlockCacheBesideMemtables(t *testing.T) {
 
 // TestMissDecodesIntoItsOwnArray: customers read from Pebble one after
 // the other, through the pooled scratch array, each get an array of
-// their own of their exact length and room for 4 appends, which the
-// next read does not overwrite.
+// their own, of their length and historyRoom's room, which the next
+// read does not overwrite.
 func TestMissDecodesIntoItsOwnArray(t *testing.T) {
 	s, err := Open(Options{Dir: t.TempDir()})
 	if err != nil {
@@ -361,8 +361,8 @@ func TestMissDecodesIntoItsOwnArray(t *testing.T) {
 		got = append(got, c)
 	}
 	for i, c := range got {
-		if len(c.Contacts) != sizes[i] || cap(c.Contacts) != sizes[i]+4 {
-			t.Errorf("c%d: %d contacts with room for %d; want %d and %d", i, len(c.Contacts), cap(c.Contacts), sizes[i], sizes[i]+4)
+		if len(c.Contacts) != sizes[i] || cap(c.Contacts) != historyRoom(sizes[i]) {
+			t.Errorf("c%d: %d contacts with room for %d; want %d and %d", i, len(c.Contacts), cap(c.Contacts), sizes[i], historyRoom(sizes[i]))
 		}
 		if !reflect.DeepEqual(c.Contacts, batch[i].Contacts) {
 			t.Errorf("c%d: the contacts read are not those imported", i)
