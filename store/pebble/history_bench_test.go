@@ -119,3 +119,27 @@ func BenchmarkCustomerMissHistory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReloadHistory reads back a customer with thousands of contacts
+// and then records ten decisions of two contacts for it: what a small
+// cache costs each time it evicts one of the hottest customers
+// (historyRoom). The history starts at 4,000 contacts and grows by 20 an
+// iteration, pruned at store.MaxContacts: 3,750 to 5,000.
+func BenchmarkReloadHistory(b *testing.B) {
+	s, ids := benchHistoryStore(b, 1, 4000)
+	winback, free, web := store.Intern("winback-20"), store.Intern("free-ship"), store.Intern("web")
+	b.ReportAllocs()
+	for b.Loop() {
+		s.waitCache()
+		s.cache.Del(ids[0])
+		if _, err := s.Customer(ids[0]); err != nil {
+			b.Fatal(err)
+		}
+		for range 10 {
+			now := time.Now().UnixNano()
+			if err := s.Record(ids[0], []store.Contact{{Action: winback, Channel: web, At: now}, {Action: free, Channel: web, At: now}}, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
