@@ -528,8 +528,9 @@ func (s *Store) read(id string) (*store.Customer, int, error) {
 }
 
 // scratchPool holds the arrays that read decodes contact logs into before
-// copying them to their exact length: counting a log's entries first, to
-// decode it in place, was a sixth of reading a long history.
+// copying them to arrays of their own (historyRoom): counting a log's
+// entries first, to decode it in place, was a sixth of reading a long
+// history.
 var scratchPool = sync.Pool{New: func() any { return new([]store.Contact) }}
 
 // maxScratch bounds the arrays scratchPool keeps: a history at
@@ -538,11 +539,11 @@ const maxScratch = store.MaxContacts * 5 / 4
 
 // historyRoom is the room a history of n contacts read from Pebble gets:
 // its length, and an eighth more for the next decisions' appends. A
-// customer is decided for again soon after a miss, and with no room
-// the first append copies the history into an array a quarter longer
-// (Go's growth), which for the hottest customers, a small cache's
-// most frequent misses, doubled the bytes of a reload
-// (miss and ten decisions of 4,000 contacts: 311 → 155 KiB).
+// customer is decided for again soon after a miss, and with room for
+// four only, the third decision copied the history into an array a
+// quarter longer (Go's growth), which for the hottest customers, a small
+// cache's most frequent misses, doubled the bytes of a reload
+// (BenchmarkReloadHistory: 311 → 155 KiB).
 func historyRoom(n int) int { return n + n/8 + 4 }
 
 // preread is a main record read without the stripe lock (see gens).
