@@ -719,8 +719,8 @@ const (
 // of a name, which tell a ruleset's names apart (they differ at the end:
 // winback-20, winback-30; action-0001, action-0002) at a fraction of the
 // cost of hashing them whole, which was a fifth of decoding a long
-// history. The names come from the rules, not from requests; a collision
-// only probes on.
+// history. A collision only probes on: a table holds at most
+// decoderNames names, whether they come from the rules or from feedback.
 func nameHash(b []byte) uint {
 	n := len(b)
 	h := uint(n)*0x9e3779b1 ^ uint(b[0])<<5 ^ uint(b[n/2])<<10 ^ uint(b[n-1])<<15
@@ -768,22 +768,22 @@ func bytesString(b []byte) (s, rest []byte, ok bool) {
 // are short: a one-byte length is read without binary.Uvarint, and no
 // slices are returned, which took a tenth of decoding a long history.
 func stringAt(log []byte, i int) (start, end int) {
-	if i < len(log) && log[i] < 0x80 && i+int(log[i]) < len(log) {
-		return i + 1, i + 1 + int(log[i])
-	}
-	return stringAtLong(log, i)
-}
-
-func stringAtLong(log []byte, i int) (start, end int) {
-	if i > len(log) {
+	switch {
+	case i < len(log) && log[i] < 0x80:
+		start, end = i+1, i+1+int(log[i])
+	case i <= len(log):
+		n, k := binary.Uvarint(log[i:])
+		if k <= 0 || n > uint64(len(log)-i-k) {
+			return 0, -1
+		}
+		start, end = i+k, i+k+int(n)
+	default:
 		return 0, -1
 	}
-	s, rest, ok := bytesString(log[i:])
-	if !ok {
+	if end > len(log) {
 		return 0, -1
 	}
-	end = len(log) - len(rest)
-	return end - len(s), end
+	return start, end
 }
 
 // decodeContacts appends the contacts of a contact log to cts, in time

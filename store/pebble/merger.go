@@ -62,7 +62,8 @@ func (m *concatMerger) first(value []byte) {
 	copy(m.buf[m.start:], value)
 }
 
-// MergeNewer appends value to the result.
+// MergeNewer appends value to the result (a reverse iteration merges
+// newer operands; the store does not iterate contact logs backwards).
 func (m *concatMerger) MergeNewer(value []byte) error {
 	m.buf = append(m.buf, value...)
 	return nil
