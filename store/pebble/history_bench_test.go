@@ -97,12 +97,8 @@ func BenchmarkCustomerMissHistory(b *testing.B) {
 	for _, recorded := range []int{0, 1000} {
 		b.Run(fmt.Sprint("operands=", recorded), func(b *testing.B) {
 			s, ids := benchHistoryStore(b, 1, store.MaxContacts/2)
-			winback, free, web := store.Intern("winback-20"), store.Intern("free-ship"), store.Intern("web")
 			for range recorded {
-				now := time.Now().UnixNano()
-				if err := s.Record(ids[0], []store.Contact{{Action: winback, Channel: web, At: now}, {Action: free, Channel: web, At: now}}, nil); err != nil {
-					b.Fatal(err)
-				}
+				recordDecision(b, s, ids[0])
 			}
 			want := store.MaxContacts/2 + 2*recorded
 			b.ReportAllocs()
@@ -127,7 +123,6 @@ func BenchmarkCustomerMissHistory(b *testing.B) {
 // iteration, pruned at store.MaxContacts: 3,750 to 5,000.
 func BenchmarkReloadHistory(b *testing.B) {
 	s, ids := benchHistoryStore(b, 1, 4000)
-	winback, free, web := store.Intern("winback-20"), store.Intern("free-ship"), store.Intern("web")
 	b.ReportAllocs()
 	for b.Loop() {
 		s.waitCache()
@@ -136,10 +131,17 @@ func BenchmarkReloadHistory(b *testing.B) {
 			b.Fatal(err)
 		}
 		for range 10 {
-			now := time.Now().UnixNano()
-			if err := s.Record(ids[0], []store.Contact{{Action: winback, Channel: web, At: now}, {Action: free, Channel: web, At: now}}, nil); err != nil {
-				b.Fatal(err)
-			}
+			recordDecision(b, s, ids[0])
 		}
+	}
+}
+
+// recordDecision records a decision's two served contacts for id.
+func recordDecision(b *testing.B, s *Store, id string) {
+	now := time.Now().UnixNano()
+	cts := []store.Contact{{Action: store.Intern("winback-20"), Channel: store.Intern("web"), At: now},
+		{Action: store.Intern("free-ship"), Channel: store.Intern("web"), At: now}}
+	if err := s.Record(id, cts, nil); err != nil {
+		b.Fatal(err)
 	}
 }
