@@ -151,9 +151,12 @@ port=$("$nb" freeport)
 cport=$("$nb" freeport)
 url="http://127.0.0.1:$port"
 common=(--customers "$customers" --conns "$conns")
-# Measured nudge runs also read nudge's /metrics when measuring starts and
-# ends: CPU per request, collections and scheduler waits in the report.
+# Measured runs also read the server's /metrics (nudge's, or the
+# ceiling's, which serves the same process and runtime metrics) when
+# measuring starts and ends: CPU per request, collections and scheduler
+# waits in the report.
 metrics=(--server-metrics "$url/metrics")
+cmetrics=(--server-metrics "http://127.0.0.1:$cport/metrics")
 
 # serve starts nudge on rules $1 with extra flags, and waits until ready.
 serve() {
@@ -186,7 +189,7 @@ group() {
 	ceiling "$g"
 	local ceiling_pid=$last_pid
 	for i in 1 2; do
-		cmd "$nb" run --url "http://127.0.0.1:$cport" "${load[@]}" --warmup "$warmup" --duration "$duration" \
+		cmd "$nb" run --url "http://127.0.0.1:$cport" "${load[@]}" "${cmetrics[@]}" --warmup "$warmup" --duration "$duration" \
 			--name "$g-ceiling-$i" --group "$g" --role ceiling --out "$raw/$g-ceiling-$i.json"
 		cmd "$nb" run --url "$url" "${load[@]}" "${metrics[@]}" --warmup "$warmup" --duration "$duration" \
 			--name "$g-nudge-$i" --group "$g" --out "$raw/$g-nudge-$i.json"
@@ -207,7 +210,7 @@ floor() {
 	shift 2
 	ceiling "$g"
 	local ceiling_pid=$last_pid
-	cmd "$nb" run --url "http://127.0.0.1:$cport" "${common[@]}" "$@" --mode open --rate-from "$from" --rate-factor 0.5 \
+	cmd "$nb" run --url "http://127.0.0.1:$cport" "${common[@]}" "$@" "${cmetrics[@]}" --mode open --rate-from "$from" --rate-factor 0.5 \
 		--warmup "$warmup" --duration "$openduration" --name "$g-ceiling-open-half" --group "$g" --role ceiling \
 		--out "$raw/$g-ceiling-open-half.json"
 	stop "$ceiling_pid"

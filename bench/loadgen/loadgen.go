@@ -390,23 +390,30 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	end := measureFrom.Add(cfg.Duration)
 	sched := Schedule{Start: start, Rate: cfg.Rate, Conns: cfg.Conns}
 	var wg sync.WaitGroup
+	// When measuring starts and ends: the generator's own CPU time, and
+	// the server's metrics if asked for.
 	var before, after *scrape
 	var scrapeErr error
-	if cfg.ServerMetrics != "" {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if !sleepUntil(ctx, measureFrom) {
-				return
-			}
-			if before, scrapeErr = scrapeMetrics(cfg.ServerMetrics, cfg.Timeout); scrapeErr != nil {
-				return
-			}
-			if sleepUntil(ctx, end) {
-				after, scrapeErr = scrapeMetrics(cfg.ServerMetrics, cfg.Timeout)
-			}
-		}()
-	}
+	var cpu [2]time.Duration
+	measured := false
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if !sleepUntil(ctx, measureFrom) {
+			return
+		}
+		cpu[0] = processCPU()
+		if cfg.ServerMetrics != "" {
+			before, scrapeErr = scrapeMetrics(cfg.ServerMetrics, cfg.Timeout)
+		}
+		if !sleepUntil(ctx, end) {
+			return
+		}
+		cpu[1], measured = processCPU(), true
+		if cfg.ServerMetrics != "" && scrapeErr == nil {
+			after, scrapeErr = scrapeMetrics(cfg.ServerMetrics, cfg.Timeout)
+		}
+	}()
 	for w := range cfg.Conns {
 		wg.Add(1)
 		go func() {
@@ -425,6 +432,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		elapsed = max(now.Sub(measureFrom), time.Millisecond)
 	}
 	res := rec.result(&cfg, measureFrom, elapsed)
+	if measured {
+		res.Client = clientFigures(cpu[1]-cpu[0], res.Requests)
+	}
 	if scrapeErr != nil {
 		res.ServerError = scrapeErr.Error()
 	} else if before != nil && after != nil {
@@ -736,6 +746,9 @@ type Result struct {
 	Transport map[string]int64 `json:"transport,omitempty"`
 	Unsent    int64            `json:"unsent,omitempty"`
 
+	// Client is what the load generator itself spent on the measured
+	// time (nil when the run was cancelled before its end).
+	Client *ClientFigures `json:"client,omitempty"`
 	// Server is what the server's metrics say about the measured time
 	// (Config.ServerMetrics), ServerError why they could not be read.
 	Server      *ServerFigures `json:"server,omitempty"`
@@ -817,6 +830,9 @@ func (r *Result) Summary() string {
 	}
 	if len(r.ErrorList()) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(r.ErrorList(), ", "))
+	}
+	if r.Client != nil {
+		fmt.Fprintf(&b, "\n%-24s load generator: CPU %s/request", "", FormatMicros(r.Client.CPUPerRequest))
 	}
 	if r.Server != nil {
 		fmt.Fprintf(&b, "\n%-24s %s", "", r.Server)

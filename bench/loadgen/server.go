@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"syscall"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -38,6 +39,33 @@ type ServerFigures struct {
 	Waits   []SchedTail `json:"sched_waits,omitempty"`
 	// RSSBytes is the server's resident memory at the end.
 	RSSBytes float64 `json:"rss_bytes,omitempty"`
+}
+
+// ClientFigures is the load generator's own CPU time over the measured
+// time, and per request answered 2xx, in µs. On a machine the generator
+// shares with the server it is part of what a request costs, and it is
+// not the same for every server: a slower server's answers arrive one by
+// one, each a wake-up of its own, where a fast one's arrive together.
+type ClientFigures struct {
+	CPUSeconds    float64 `json:"cpu_s"`
+	CPUPerRequest float64 `json:"cpu_us_per_request"`
+}
+
+func clientFigures(cpu time.Duration, requests int64) *ClientFigures {
+	f := &ClientFigures{CPUSeconds: cpu.Seconds()}
+	if requests > 0 {
+		f.CPUPerRequest = f.CPUSeconds / float64(requests) * 1e6
+	}
+	return f
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // SchedTail is how many wake-ups waited longer than OverMicros.

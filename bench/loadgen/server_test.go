@@ -1,9 +1,12 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
+	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -96,6 +99,61 @@ func TestServerFigures(t *testing.T) {
 	}
 	if got := res.Summary(); !strings.Contains(got, "2.00 % of goroutine wake-ups waited > 918µs") {
 		t.Errorf("summary lacks the wait share:\n%s", got)
+	}
+	// The generator's own CPU: some over the measured 700 ms (it sent
+	// requests the whole time), at most two of this machine's CPUs'
+	// worth per CPU, and per request.
+	c := res.Client
+	if c == nil || c.CPUSeconds <= 0 || c.CPUSeconds > 1.5*float64(runtime.NumCPU()) {
+		t.Fatalf("client figures %+v; want the CPU time of the measured 700ms", c)
+	}
+	if !near(c.CPUPerRequest, c.CPUSeconds*1e6/float64(res.Requests)) {
+		t.Errorf("client CPU per request %v µs; want %v s over %d requests", c.CPUPerRequest, c.CPUSeconds, res.Requests)
+	}
+	if got := res.Summary(); !strings.Contains(got, "load generator: CPU "+FormatMicros(c.CPUPerRequest)+"/request") {
+		t.Errorf("summary lacks the generator's CPU:\n%s", got)
+	}
+}
+
+// TestCeilingMetrics: the ceiling answers its fixed body on every path but
+// /metrics, where it serves the process and runtime metrics a run reads,
+// so that its CPU per request is measured as nudge's is.
+func TestCeilingMetrics(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := CeilingBody(300)
+	srv := CeilingServer(body)
+	go srv.Serve(ln) //nolint:errcheck // ends with the listener
+	t.Cleanup(func() { srv.Shutdown() })
+	url := "http://" + ln.Addr().String()
+
+	res, err := Run(context.Background(), Config{URL: url, Conns: 2, Duration: 300 * time.Millisecond,
+		Customers: 10, ServerMetrics: url + CeilingMetricsPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests == 0 || res.Kinds["decide"].ResponseBytes != float64(len(body)) {
+		t.Fatalf("%d requests of %v bytes; want the %d-byte body", res.Requests, res.Kinds["decide"].ResponseBytes, len(body))
+	}
+	s := res.Server
+	if s == nil {
+		t.Fatalf("no figures from the ceiling's metrics: %s", res.ServerError)
+	}
+	// The ceiling runs in this process: it used CPU to answer, and the
+	// runtime's scheduler histogram is there.
+	if s.CPUSeconds <= 0 || s.CPUPerRequest <= 0 || s.Wakeups <= 0 || s.RSSBytes <= 0 {
+		t.Fatalf("figures %+v; want CPU time, wake-ups and RSS", s)
+	}
+	// POST /metrics is the body like any other request.
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(url + CeilingMetricsPath)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	if err := fasthttp.Do(req, resp); err != nil || !bytes.Equal(resp.Body(), body) {
+		t.Fatalf("POST /metrics: %v, %d bytes; want the %d-byte body", err, len(resp.Body()), len(body))
 	}
 }
 

@@ -259,8 +259,9 @@ func Write(w io.Writer, in Input) error {
 	return bw.Flush()
 }
 
-// writeServerFigures writes the table of what nudge's own metrics say
-// about each run that read them (nudge-bench run --server-metrics).
+// writeServerFigures writes the table of what the servers' own metrics
+// say about each run that read them (nudge-bench run --server-metrics),
+// with the load generator's own CPU per request.
 func writeServerFigures(p func(string, ...any), results []*loadgen.Result) {
 	var rs []*loadgen.Result
 	for _, r := range results {
@@ -271,15 +272,20 @@ func writeServerFigures(p func(string, ...any), results []*loadgen.Result) {
 	if len(rs) == 0 {
 		return
 	}
-	p("What nudge's own metrics (`/metrics`) say about each run, between the start and the end of its measured time: ")
-	p("its CPU time per request answered and how many CPUs that is, the collections that ended, ")
+	p("What the servers' own metrics (nudge's `/metrics`, and the ceiling's, which serves the same process and Go runtime metrics) say about each run, between the start and the end of its measured time: ")
+	p("the server's CPU time per request answered and how many CPUs that is, the collections that ended, ")
 	p("and how often a goroutine made runnable waited for a CPU longer than about 1 ms and 10 ms (the Go runtime's scheduler latency histogram, which samples one scheduling in eight). ")
-	p("Waits beyond a millisecond mean the CPUs were busy, with nudge's own work, its collector's, the load generator's or another process's.\n\n")
-	p("| run | mode | CPU / request | CPUs | collections | waited ≈ 1 ms | waited ≈ 10 ms | RSS |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	p("Waits beyond a millisecond mean the CPUs were busy, with the server's own work, its collector's, the load generator's or another process's. ")
+	p("The load generator's own CPU time per request is beside it: the three share the CPUs, so a request costs the machine both.\n\n")
+	p("| run | mode | CPU / request | load generator's CPU / request | CPUs | collections | waited ≈ 1 ms | waited ≈ 10 ms | RSS |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
+		client := ""
+		if r.Client != nil {
+			client = loadgen.FormatMicros(r.Client.CPUPerRequest)
+		}
 		s := r.Server
 		if s == nil {
-			p("| %s | %s | %s | | | | | |\n", r.Name, r.Config.Mode, "not read: "+strings.ReplaceAll(r.ServerError, "|", "/"))
+			p("| %s | %s | %s | %s | | | | | |\n", r.Name, r.Config.Mode, "not read: "+strings.ReplaceAll(r.ServerError, "|", "/"), client)
 			continue
 		}
 		wait := func(us float64) string {
@@ -289,10 +295,37 @@ func writeServerFigures(p func(string, ...any), results []*loadgen.Result) {
 			}
 			return fmt.Sprintf("%.2f %% (> %s)", 100*share, loadgen.FormatMicros(over))
 		}
-		p("| %s | %s | %s | %.2f | %d | %s | %s | %.0f MiB |\n", r.Name, r.Config.Mode, loadgen.FormatMicros(s.CPUPerRequest),
-			s.CPUs(), s.GCCycles, wait(1000), wait(10000), s.RSSBytes/(1<<20))
+		p("| %s | %s | %s | %s | %.2f | %d | %s | %s | %.0f MiB |\n", r.Name, r.Config.Mode, loadgen.FormatMicros(s.CPUPerRequest),
+			client, s.CPUs(), s.GCCycles, wait(1000), wait(10000), s.RSSBytes/(1<<20))
 	}
 	p("\n")
+}
+
+// CPUPerRequest is the mean CPU time per request, in µs, of the server
+// and of the load generator over the closed-loop decide runs of group and
+// role that measured it; 0 where none did.
+func CPUPerRequest(results []*loadgen.Result, group, role string) (server, client float64) {
+	var sum [2]float64
+	var n [2]int
+	for _, r := range results {
+		if r.Group != group || r.Role != role || r.Config.Mode != loadgen.ModeClosed || r.Kinds["events"].Requests > 0 {
+			continue
+		}
+		if r.Server != nil {
+			sum[0] += r.Server.CPUPerRequest
+			n[0]++
+		}
+		if r.Client != nil {
+			sum[1] += r.Client.CPUPerRequest
+			n[1]++
+		}
+	}
+	for i := range n {
+		if n[i] > 0 {
+			sum[i] /= float64(n[i])
+		}
+	}
+	return sum[0], sum[1]
 }
 
 // Summary returns the key figures: nudge/ceiling per group, p99 of the
@@ -314,8 +347,17 @@ func Summary(results []*loadgen.Result) []string {
 		if n == 0 {
 			continue
 		}
-		out = append(out, fmt.Sprintf("**%s**: nudge %.0f req/s (mean of %d closed-loop runs) = **%.2f × the ceiling** (%.0f req/s, mean of %d runs)",
-			g, sum/float64(n), n, sum/float64(n)/c, c, nc))
+		line := fmt.Sprintf("**%s**: nudge %.0f req/s (mean of %d closed-loop runs) = **%.2f × the ceiling** (%.0f req/s, mean of %d runs)",
+			g, sum/float64(n), n, sum/float64(n)/c, c, nc)
+		ns, nl := CPUPerRequest(results, g, RoleNudge)
+		cs, cl := CPUPerRequest(results, g, RoleCeiling)
+		if ns > 0 && cs > 0 {
+			line += fmt.Sprintf("; CPU per request: nudge %s, the ceiling %s", loadgen.FormatMicros(ns), loadgen.FormatMicros(cs))
+			if nl > 0 && cl > 0 {
+				line += fmt.Sprintf(", and the load generator %s beside nudge, %s beside the ceiling", loadgen.FormatMicros(nl), loadgen.FormatMicros(cl))
+			}
+		}
+		out = append(out, line)
 	}
 	for _, r := range results {
 		switch {

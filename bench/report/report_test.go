@@ -45,10 +45,21 @@ func sample() []*loadgen.Result {
 	failing := result("demo-nudge-2", "demo", RoleNudge, loadgen.ModeClosed, 11000, 2000, 4)
 	failing.Errors, failing.Status["503"] = 3, 3
 	failing.ServerError = "cannot scrape | it"
+	open.Client = &loadgen.ClientFigures{CPUSeconds: 1, CPUPerRequest: 25}
+	// CPU per request: nudge's closed loop 60 µs (its second run's
+	// metrics unread), the ceiling's 20 and 16; the load generator 30
+	// beside nudge, 18 and 16 beside the ceiling.
+	ceiling1 := result("demo-ceiling-1", "demo", RoleCeiling, loadgen.ModeClosed, 40000, 1000, 1)
+	ceiling1.Server = &loadgen.ServerFigures{CPUSeconds: 8, Seconds: 10, CPUPerRequest: 20}
+	ceiling1.Client = &loadgen.ClientFigures{CPUSeconds: 7.2, CPUPerRequest: 18}
+	nudge1 := result("demo-nudge-1", "demo", RoleNudge, loadgen.ModeClosed, 9000, 2000, 2)
+	nudge1.Server = &loadgen.ServerFigures{CPUSeconds: 5.4, Seconds: 10, CPUPerRequest: 60}
+	nudge1.Client = &loadgen.ClientFigures{CPUSeconds: 2.7, CPUPerRequest: 30}
+	ceiling2 := result("demo-ceiling-2", "demo", RoleCeiling, loadgen.ModeClosed, 20000, 1000, 3)
+	ceiling2.Server = &loadgen.ServerFigures{CPUSeconds: 3.2, Seconds: 10, CPUPerRequest: 16}
+	ceiling2.Client = &loadgen.ClientFigures{CPUSeconds: 3.2, CPUPerRequest: 16}
 	return []*loadgen.Result{
-		result("demo-ceiling-1", "demo", RoleCeiling, loadgen.ModeClosed, 40000, 1000, 1),
-		result("demo-nudge-1", "demo", RoleNudge, loadgen.ModeClosed, 9000, 2000, 2),
-		result("demo-ceiling-2", "demo", RoleCeiling, loadgen.ModeClosed, 20000, 1000, 3),
+		ceiling1, nudge1, ceiling2,
 		failing, open, ingest,
 		result("gen-nudge-1", "gen1000", RoleNudge, loadgen.ModeClosed, 3000, 5000, 7),
 		ceilingOpen,
@@ -107,8 +118,10 @@ func TestWrite(t *testing.T) {
 		"| demo-ceiling-open | 300µs | 250µs |", "**ingest-batch100**: 70000 durable events/s",
 		"| demo-open | 800µs | 400µs |", "![latency by percentile, demo](r-demo.svg)",
 		"BenchmarkX 10 100 ns/op", "nudge-bench gen --customers 100\nnudge-bench run",
-		"| demo-open | open | 60µs | 1.50 | 1 | 2.00 % (> 918µs) | 0.50 % (> 10.49ms) | 900 MiB |",
-		"| demo-nudge-2 | closed | not read: cannot scrape / it |",
+		"; CPU per request: nudge 60µs, the ceiling 18µs, and the load generator 30µs beside nudge, 17µs beside the ceiling\n",
+		"| demo-open | open | 60µs | 25µs | 1.50 | 1 | 2.00 % (> 918µs) | 0.50 % (> 10.49ms) | 900 MiB |",
+		"| demo-ceiling-1 | closed | 20µs | 18µs | 0.80 | 0 |",
+		"| demo-nudge-2 | closed | not read: cannot scrape / it |  |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)

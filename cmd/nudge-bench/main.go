@@ -94,7 +94,8 @@ func signalContext(limit time.Duration) (context.Context, context.CancelFunc) {
 }
 
 const runHelp = `Loads a nudge server (or the ceiling) and prints p50, p90, p99, p99.9,
-max, throughput and errors; --out writes the full result as JSON.
+max, throughput and errors, and the load generator's own CPU time per
+request; --out writes the full result as JSON.
 
   closed loop:  nudge-bench run --url http://127.0.0.1:8080 --conns 32 --duration 10s
   open loop:    nudge-bench run --mode open --rate 5000 --duration 10s
@@ -214,7 +215,9 @@ func meanThroughput(files []string) (float64, error) {
 
 const ceilingHelp = `Serves a fixed body of the size of a typical decide answer on every path,
 until SIGTERM or --max-time: the most any fasthttp server can serve on this
-machine, to compare nudge with in the same run.`
+machine, to compare nudge with in the same run. GET /metrics alone serves
+the process's CPU time and memory and the Go runtime's metrics, which
+"run --server-metrics" reads as it reads nudge's.`
 
 func runCeiling(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("ceiling", ceilingHelp, stderr)
