@@ -461,6 +461,12 @@ func (st *state) cond(x *rules.Expr) bool {
 	if v, ok := x.FastBool(st.env); ok {
 		return v
 	}
+	return st.condProgram(x)
+}
+
+// condProgram runs the program of condition x, after its fast closure did
+// not answer; an error is false.
+func (st *state) condProgram(x *rules.Expr) bool {
 	out, err := st.runTyped(x)
 	if err != nil {
 		st.ruleError(x, err)
@@ -537,13 +543,13 @@ func (st *state) decidePlacement(name string, d *Decision) {
 			end++
 		}
 		st.elig = st.elig[:0]
-		for _, a := range cands[start:end] {
+		for i, a := range cands[start:end] {
 			if st.hasDeadline {
 				if st.evals++; st.evals%deadlineEvery == 0 && st.late() {
 					return // Decide degrades the whole decision
 				}
 			}
-			ch, why := st.check(a)
+			ch, why := st.check(a, &p.Gates[start+i])
 			ex := -1
 			if explain {
 				ex = len(d.Explain)
@@ -651,33 +657,41 @@ func (st *state) fallback(p *rules.Placement, res *PlacementResult, d *Decision)
 }
 
 // check runs the filters of SPEC 4.7 step 2 in the order of the explain
-// reasons and returns the channel the action would go on.
-func (st *state) check(a *rules.Action) (string, reason) {
-	if !a.Schedule.Contains(st.req.Now) {
+// reasons and returns the channel the action would go on. Up to the
+// condition it reads a's gate g alone when it can (rules.Placement.Gates):
+// a candidate ruled out there costs no read of the action.
+func (st *state) check(a *rules.Action, g *rules.Gate) (string, reason) {
+	if !g.Live(st.now) {
 		return "", reason{kind: rSchedule}
 	}
 	ch := st.req.Channel
-	switch ch {
-	case "auto":
-		var ok bool
-		if ch, ok = st.autoChannel(a); !ok {
-			return "", reason{kind: rChannel}
+	if !g.Plain() || ch == "auto" {
+		switch ch {
+		case "auto":
+			var ok bool
+			if ch, ok = st.autoChannel(a); !ok {
+				return "", reason{kind: rChannel}
+			}
+		case "":
+			if len(a.Channels) > 0 {
+				ch = a.Channels[0]
+			}
+		default:
+			if !a.AllowsChannel(ch) {
+				return "", reason{kind: rChannel}
+			}
 		}
-	case "":
-		if len(a.Channels) > 0 {
-			ch = a.Channels[0]
-		}
-	default:
-		if !a.AllowsChannel(ch) {
-			return "", reason{kind: rChannel}
+		for _, o := range a.StopAfter {
+			if st.actionContacts(a, o, rules.WindowAll, 1) > 0 {
+				return "", reason{kind: rStopped, outcome: o}
+			}
 		}
 	}
-	for _, o := range a.StopAfter {
-		if st.actionContacts(a, o, rules.WindowAll, 1) > 0 {
-			return "", reason{kind: rStopped, outcome: o}
-		}
+	v, ok := g.When(st.env)
+	if !ok {
+		v = st.condProgram(a.When)
 	}
-	if !st.cond(a.When) {
+	if !v {
 		return "", reason{kind: rWhen}
 	}
 	for _, pi := range a.SuppressedBy {
@@ -959,7 +973,11 @@ func (st *state) Segment(i int) bool {
 	}
 	if st.segMemo[i] == 0 {
 		st.segMemo[i] = 1
-		if st.cond(st.rs.Segments[i].When) {
+		v, ok := st.rs.SegmentConds[i].Eval(st.env)
+		if !ok {
+			v = st.condProgram(st.rs.Segments[i].When)
+		}
+		if v {
 			st.segMemo[i] = 2
 		}
 	}

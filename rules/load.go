@@ -121,6 +121,7 @@ func Compile(files []File) (*Ruleset, error) {
 	l.buildPlacements()
 	l.buildTests()
 	l.checkCycles()
+	l.buildGates()
 
 	l.errs.Sort()
 	if l.errs.HasErrors() {
@@ -1069,5 +1070,20 @@ func (l *loader) buildPlacements() {
 			}
 			return a.ID < b.ID
 		})
+	}
+}
+
+// buildGates lays out, once every expression is compiled, what decisions
+// read of segments and candidate actions first: Ruleset.SegmentConds and
+// Placement.Gates.
+func (l *loader) buildGates() {
+	for _, s := range l.rs.Segments {
+		l.rs.SegmentConds = append(l.rs.SegmentConds, newCond(s.When))
+	}
+	for _, p := range l.rs.Placements {
+		p.Gates = make([]Gate, len(p.Candidates))
+		for i, a := range p.Candidates {
+			p.Gates[i] = newGate(a)
+		}
 	}
 }
