@@ -135,6 +135,10 @@ type EncodedEvents interface {
 	Stats(typ string, s *EventStats) bool
 	// Map returns all the aggregates, decoded into a new map.
 	Map() map[string]*EventStats
+	// MapFor returns all the aggregates in a new map, for a change of
+	// those of types: their stats are copies the caller may change; the
+	// other types' share the store's arrays, which must not be modified.
+	MapFor(types []string) map[string]*EventStats
 	// Len returns how many event types there are.
 	Len() int
 }
@@ -619,7 +623,7 @@ func (c *Customer) CopyForEvents(types []string) *Customer {
 	}
 	out := &Customer{ID: c.ID, Attributes: c.Attributes, Encoded: c.Encoded, Contacts: c.Contacts, Outcomes: c.Outcomes, index: c.index}
 	if c.Events == nil && c.EncodedEvents != nil {
-		out.Events = c.EncodedEvents.Map() // new: AddEvent may change it
+		out.Events = c.EncodedEvents.MapFor(types) // AddEvent may change types'
 		return out
 	}
 	if c.Events != nil {

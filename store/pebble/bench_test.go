@@ -238,6 +238,35 @@ func BenchmarkAddEvents(b *testing.B) {
 	}
 }
 
+// BenchmarkAddEventsCached commits batches of 100 events for 100 cached
+// customers (of 1,000), each batch synced, the events in turn views,
+// purchases, carts and a type the customers do not have: the hot
+// customers of a server, whose cached aggregates (flatEvents) an event
+// copies and replaces.
+func BenchmarkAddEventsCached(b *testing.B) {
+	const n = 1000
+	s := benchStore(b, n)
+	for i := range n {
+		s.Customer(fmt.Sprint("c", i))
+	}
+	s.waitCache()
+	types := []string{"view", "purchase", "cart", "add_to_cart"}
+	events := make([]store.Event, 100)
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	i := 0
+	for b.Loop() {
+		for j := range events {
+			events[j] = store.Event{CustomerID: fmt.Sprint("c", (i*100+j)%n), Type: types[(i+j)%len(types)], At: time.Now().UnixNano(), Value: 1}
+		}
+		if err := s.AddEvents(events); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
 // BenchmarkAddEventsUncached commits batches of 100 events for 100
 // customers that are not cached (10,000 customers, a 1 MiB cache), each
 // batch synced: the main records are read, their events changed and

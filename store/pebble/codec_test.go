@@ -717,3 +717,43 @@ func TestDecodeEventsKept(t *testing.T) {
 		}
 	}
 }
+
+// TestFlatEventsMapFor: MapFor copies the aggregates of the types to be
+// changed and shares the others' arrays with the flatEvents, capped so
+// that an append copies them; changing the copies leaves the flatEvents
+// as they were.
+func TestFlatEventsMapFor(t *testing.T) {
+	c := &store.Customer{ID: "c"}
+	day := int64(24 * time.Hour)
+	for i := range 30 {
+		at := int64(20000+i) * day
+		c.AddEvent("view", at, 0)
+		c.AddEvent("cart", at, 2.5)
+		if i%3 == 0 {
+			c.AddEvent("purchase", at, 40)
+		}
+	}
+	f := newFlatEvents(c.Events)
+	m := f.MapFor([]string{"cart"})
+	if !reflect.DeepEqual(m, f.Map()) {
+		t.Fatalf("MapFor gives %v; Map %v", m, f.Map())
+	}
+	var s store.EventStats
+	for typ, got := range m {
+		f.Stats(typ, &s)
+		shared := &got.Days[0] == &s.Days[0] || &got.Recent[0] == &s.Recent[0]
+		if shared != (typ != "cart") {
+			t.Errorf("%s: arrays shared with the flatEvents: %v; want %v", typ, shared, typ != "cart")
+		}
+		if shared && (cap(got.Days) != len(got.Days) || cap(got.Recent) != len(got.Recent)) {
+			t.Errorf("%s: capacity past the arrays (%d days in %d, %d recent in %d): an append would write the next type's",
+				typ, len(got.Days), cap(got.Days), len(got.Recent), cap(got.Recent))
+		}
+	}
+	before := f.Map()
+	m["cart"].Add(20040*day, 9)
+	m["cart"].Days[0].Count += 100
+	if !reflect.DeepEqual(f.Map(), before) {
+		t.Fatal("changing the copy of cart changed the flatEvents")
+	}
+}

@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -14,7 +15,8 @@ import (
 // arrays without scanning them, where a map of *EventStats made it scan
 // every slot and struct, and a rule's count() reads the arrays as they
 // are: Stats decodes nothing. It is never modified; a write of events
-// takes a copy (Map) and makes a new one (newFlatEvents).
+// takes a map sharing it but for the types written (MapFor) and makes a
+// new one (newFlatEvents).
 type flatEvents struct {
 	names  string // the types' names, one after the other, in order
 	types  []flatType
@@ -76,15 +78,29 @@ func (f *flatEvents) Stats(typ string, s *store.EventStats) bool {
 }
 
 // Map implements store.EncodedEvents: a copy the caller owns.
-func (f *flatEvents) Map() map[string]*store.EventStats {
+func (f *flatEvents) Map() map[string]*store.EventStats { return f.mapCopying(nil, true) }
+
+// MapFor implements store.EncodedEvents: the stats of types are copies,
+// the others' arrays are f's, capped so that an append copies them. An
+// event for a cached customer thus copies the aggregates of its own type,
+// not all of them.
+func (f *flatEvents) MapFor(types []string) map[string]*store.EventStats {
+	return f.mapCopying(types, false)
+}
+
+// mapCopying returns f's aggregates in a new map, with copies of the
+// arrays of types (of all types if all).
+func (f *flatEvents) mapCopying(types []string, all bool) map[string]*store.EventStats {
 	m := make(map[string]*store.EventStats, len(f.types))
-	all := make([]store.EventStats, len(f.types))
+	stats := make([]store.EventStats, len(f.types))
 	for i := range f.types {
 		name, s := f.stats(i)
-		s.Days = cloneNil(s.Days)
-		s.Recent = cloneNil(s.Recent)
-		all[i] = s
-		m[name] = &all[i]
+		if all || slices.Contains(types, name) {
+			s.Days = cloneNil(s.Days)
+			s.Recent = cloneNil(s.Recent)
+		}
+		stats[i] = s
+		m[name] = &stats[i]
 	}
 	return m
 }
