@@ -60,8 +60,34 @@ func compileFast(n ast.Node) fastFunc {
 		return boxedBool(compileBool(n))
 	case *ast.BinaryNode:
 		return fastBinary(n)
+	case *ast.BuiltinNode:
+		if n.Name == "int" && len(n.Arguments) == 1 {
+			return fastInt(compileFast(n.Arguments[0]))
+		}
 	}
 	return nil
+}
+
+// fastInt is int(x) for a number x, as the VM's builtin converts it (a
+// float64 truncated toward zero); strings, which it parses, and the
+// values it refuses are left to the VM.
+func fastInt(x fastFunc) fastFunc {
+	if x == nil {
+		return nil
+	}
+	return func(e *Env) (any, bool) {
+		v, ok := x(e)
+		if !ok {
+			return nil, false
+		}
+		switch v := v.(type) {
+		case int:
+			return v, true
+		case float64:
+			return int(v), true
+		}
+		return nil, false
+	}
 }
 
 func stringArg(n ast.Node) (string, bool) {
@@ -189,8 +215,30 @@ func numeric(n ast.Node) numFunc {
 		}
 	case *ast.BinaryNode:
 		return arithmetic(n)
+	case *ast.ConditionalNode:
+		return conditional(n)
 	}
 	return nil
+}
+
+// conditional compiles cond ? a : b whose branches are numbers (a
+// score's "segment(\"vip\") ? 0.3 : 0"); ok is false when cond is not a
+// bool, which the VM reports.
+func conditional(n *ast.ConditionalNode) numFunc {
+	c, a, b := compileBool(n.Cond), numeric(n.Exp1), numeric(n.Exp2)
+	if c == nil || a == nil || b == nil {
+		return nil
+	}
+	return func(e *Env) (float64, bool) {
+		v, ok := c(e)
+		if !ok {
+			return 0, false
+		}
+		if v {
+			return a(e)
+		}
+		return b(e)
+	}
 }
 
 // compileNum compiles n as an operand that must be a number: numeric

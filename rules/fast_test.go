@@ -442,3 +442,54 @@ func TestWholeCustomer(t *testing.T) {
 		}
 	}
 }
+
+// TestFastIntAndConditional: int() of a number and a ternary between
+// numbers are answered without the VM, with the VM's values; int() of a
+// string and a ternary on a non-bool are left to it.
+func TestFastIntAndConditional(t *testing.T) {
+	rs, err := Compile([]File{{Name: "actions.yaml", Data: []byte(`actions:
+  - id: a
+    placements: [p]
+    when: int(customer.ltv) > 3
+    score: '(customer.risk > 1 ? 0.5 : 2) + (count("view", "7d") >= 2 ? 1 : -1.5)'
+    content: {n: "{{ int(customer.ltv / 3) }} of {{ int(customer.a1) }}"}
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exprs []*Expr
+	rs.Expressions(func(x *Expr) { exprs = append(exprs, x) })
+	if len(exprs) != 4 {
+		t.Fatalf("%d expressions; want when, score and two template parts", len(exprs))
+	}
+	env := NewEnv(&fakeFuncs{seed: 3, segs: []bool{true}})
+	env.SetRequest(nil, "web", time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	for _, tc := range []struct {
+		attrs map[string]any
+		fast  bool // every expression answered without the VM
+	}{
+		{map[string]any{"ltv": 1250.7, "risk": 0.4, "a1": -7.9}, true},
+		{map[string]any{"ltv": 2.0, "risk": 3.0, "a1": 41.0}, true},
+		{map[string]any{"ltv": "12", "risk": "high", "a1": "x"}, false},
+	} {
+		env.SetCustomer("c", MapAttributes(tc.attrs))
+		for _, x := range exprs {
+			got, ok := x.Fast(env)
+			if ok != tc.fast {
+				t.Errorf("%s %q with %v: fast path answered %v; want %v", x.Rule, x.Source, tc.attrs, ok, tc.fast)
+				continue
+			}
+			if !ok {
+				continue
+			}
+			var m vm.VM
+			want, err := m.Run(x.Program(), env.Map())
+			if err != nil || !sameValue(got, want) {
+				t.Errorf("%s %q with %v: fast %v (%T), the VM %v (%T, error %v)", x.Rule, x.Source, tc.attrs, got, got, want, want, err)
+			}
+			if n, ok := x.FastNumber(env); x.Rule == "action:a:score" && (!ok || !sameValue(n, want)) {
+				t.Errorf("score as a number: %v, %v; the VM %v", n, ok, want)
+			}
+		}
+	}
+}
