@@ -32,8 +32,9 @@
 // calls, where expr would call them through reflection.
 //
 // The common shapes of expressions (lookups, segment(), count() and sum()
-// with literal arguments, and, or, not, ??, comparisons, arithmetic, in
-// over a constant list) are also compiled to Go closures (fast.go) that
+// with literal arguments, and, or, not, ??, comparisons, arithmetic, a
+// ternary between numbers, int() of a number, in over a constant list)
+// are also compiled to Go closures (fast.go) that
 // skip the VM's fixed cost per run. A closure never decides differently
 // from the VM: on any value of a kind it does not handle it defers to the
 // program, and TestFastMatchesVM compares the two on random customers.

@@ -9,8 +9,9 @@ import (
 // A fast expression is a Go closure compiled from the common shapes of
 // rule expressions: constants, customer.X and context.X, segment(),
 // count() and sum() with literal arguments, days_since(), and, or, not,
-// ??, numeric comparisons and arithmetic, == and != on strings, and in
-// over a constant list. It answers without the VM's fixed cost per run.
+// ??, numeric comparisons and arithmetic, a ternary between numbers,
+// int() of a number, == and != on strings, and in over a constant list.
+// It answers without the VM's fixed cost per run.
 //
 // It never decides anything the VM would decide differently: whenever a
 // value is not of the kind it handles (a missing attribute compared with
