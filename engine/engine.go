@@ -687,6 +687,8 @@ func (st *state) check(a *rules.Action, g *rules.Gate) (string, reason) {
 			}
 		}
 	}
+	// Not st.cond(a.When): that reads the action (and its Expr) for
+	// every candidate; a.When is read only when the closure defers.
 	v, ok := g.When(st.env)
 	if !ok {
 		v = st.condProgram(a.When)
@@ -973,6 +975,7 @@ func (st *state) Segment(i int) bool {
 	}
 	if st.segMemo[i] == 0 {
 		st.segMemo[i] = 1
+		// As in check: the Segment is read only when the closure defers.
 		v, ok := st.rs.SegmentConds[i].Eval(st.env)
 		if !ok {
 			v = st.condProgram(st.rs.Segments[i].When)
