@@ -11,10 +11,14 @@ import (
 	"github.com/nudge-engine/nudge/store"
 )
 
-// countKeys counts what Pebble holds of the customer: its main record (0
-// or 1) and the contacts in its contact log.
+// countKeys counts what Pebble holds of the customer once what is staged
+// is applied: its main record (0 or 1) and the contacts in its contact
+// log.
 func countKeys(t testing.TB, s *Store, id string) (main, contacts int) {
 	t.Helper()
+	if err := s.pend.drain(); err != nil {
+		t.Fatal(err)
+	}
 	if _, closer, err := s.db.Get(keyCustomer(nil, id)); err == nil {
 		closer.Close()
 		main = 1

@@ -24,15 +24,18 @@
 // batch, all or nothing. Concurrent synced commits share fsyncs through
 // Pebble's group commit; the stripe locks are released before waiting for
 // the fsync so that writes to the same customer share them too. Import
-// commits with pebble.NoSync. Record (contacts) stages its batch and
-// applies, with pebble.NoSync, everything staged so far unless another
-// request is doing so (pending.go): one commit for many decisions, as
-// Pebble's commit pipeline serializes commits on a mutex. Every synced
-// write, cache miss, import, sync and Close first waits for what was
-// staged before it to be applied. A background loop syncs the write-ahead
-// log every SyncInterval when anything was written since its last sync,
-// and persists the in-memory statistics in the same synced batch. Close
-// does both one last time. After a bulk load, Compact settles the LSM tree
+// commits with pebble.NoSync. Record (contacts) stages its writes in
+// memory (pending.go): a background loop applies them with pebble.NoSync
+// every SyncInterval, or sooner once 4,096 are staged, the appends to one
+// customer's log as one merge operand and the logs in key order, so that
+// a decision pays neither a commit nor a memtable insert of its own. A
+// cache miss reads the contacts staged for its customer along with
+// Pebble's; every synced write of a log, delete, import, sync and Close
+// first applies what was staged before it. The loop then syncs the
+// write-ahead log when anything was written since its last sync, and
+// persists the in-memory statistics in the same synced batch, so a
+// contact is durable within SyncInterval. Close does all three one last
+// time. After a bulk load, Compact settles the LSM tree
 // (nudge import and nudge-bench gen call it).
 //
 // # Writes and the cache

@@ -1,7 +1,9 @@
 package pebblestore
 
 import (
+	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,15 @@ func stageOnly(t *testing.T, s *Store, id string, cts ...store.Contact) {
 	if s.pend.empty() {
 		t.Fatal("nothing staged")
 	}
+}
+
+// evict drops id's cache entry, as the cache's eviction does.
+func evict(s *Store, id string) {
+	mu := &s.stripes[s.stripe(id)]
+	mu.Lock()
+	s.waitCache()
+	s.cache.Del(id)
+	mu.Unlock()
 }
 
 // TestPendingOrder: staged contacts reach Pebble before anything that
@@ -84,6 +95,26 @@ func TestPendingConcurrent(t *testing.T) {
 	s := openTest(t, dir)
 	const workers, per, ids = 8, 200, 5
 	base := time.Now().UnixNano()
+	// Applies run all along, as the sync loop's do, so that misses read
+	// while an apply commits what they also find staged.
+	done := make(chan struct{})
+	var applier sync.WaitGroup
+	applier.Add(1)
+	go func() {
+		defer applier.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := s.pend.drain(); err != nil {
+				t.Error(err)
+				return
+			}
+			runtime.Gosched()
+		}
+	}()
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
@@ -95,18 +126,25 @@ func TestPendingConcurrent(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if i%50 == 0 {
-					mu := &s.stripes[s.stripe(id)]
-					mu.Lock()
-					s.waitCache()
-					s.cache.Del(id)
-					mu.Unlock()
+				if i%10 == 0 {
+					evict(s, id)
+					if _, err := s.Customer(id); err != nil {
+						t.Error(err)
+						return
+					}
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	close(done)
+	applier.Wait()
+	// Read back from Pebble and what is left staged.
+	s.waitCache()
 	total := 0
+	for i := range ids {
+		s.cache.Del(string(rune('a' + i)))
+	}
 	for i := range ids {
 		c := mustCustomer(t, s, string(rune('a'+i)))
 		if c != nil {
@@ -144,14 +182,7 @@ func TestRecordUncached(t *testing.T) {
 	if err := s.Record("u", []store.Contact{served("a", now)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	evict := func() {
-		mu := &s.stripes[s.stripe("u")]
-		mu.Lock()
-		s.waitCache()
-		s.cache.Del("u")
-		mu.Unlock()
-	}
-	evict()
+	evict(s, "u")
 	for i := range 3 {
 		if err := s.Record("u", []store.Contact{served("b", now+int64(i+1)), served("c", now+int64(i+1))}, nil); err != nil {
 			t.Fatal(err)
@@ -169,7 +200,7 @@ func TestRecordUncached(t *testing.T) {
 	}
 
 	// Grow past MaxContacts without a read, then read: pruned.
-	evict()
+	evict(s, "u")
 	big := make([]store.Contact, store.MaxContacts)
 	for i := range big {
 		big[i] = served("z", now+100+int64(i))
@@ -227,32 +258,25 @@ func TestEventsUncached(t *testing.T) {
 func TestRecordAfterDelete(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	now := time.Now().UnixNano()
-	evict := func(id string) {
-		mu := &s.stripes[s.stripe(id)]
-		mu.Lock()
-		s.waitCache()
-		s.cache.Del(id)
-		mu.Unlock()
-	}
 	for _, id := range []string{"kept", "gone"} {
 		if err := s.PutAttributes(id, map[string]any{"tier": "gold"}); err != nil {
 			t.Fatal(err)
 		}
-		evict(id)
+		evict(s, id)
 		if c := mustCustomer(t, s, id); c == nil { // read from Pebble
 			t.Fatalf("%s: missing", id)
 		}
-		evict(id)
+		evict(s, id)
 	}
 	if ok, err := s.Delete("gone"); !ok || err != nil {
 		t.Fatalf("Delete: %v, %v", ok, err)
 	}
-	evict("gone")
+	evict(s, "gone")
 	for _, id := range []string{"kept", "gone"} {
 		if err := s.Record(id, []store.Contact{served("a", now)}, nil); err != nil {
 			t.Fatal(err)
 		}
-		evict(id)
+		evict(s, id)
 	}
 	if c := mustCustomer(t, s, "kept"); c == nil || c.AttributeMap()["tier"] != "gold" || actions(c.Contacts) != "a" {
 		t.Errorf("kept: %+v", c)
@@ -297,13 +321,6 @@ func TestStageReusesBuffer(t *testing.T) {
 func TestPrereadCurrent(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	now := time.Now().UnixNano()
-	evict := func(id string) {
-		mu := &s.stripes[s.stripe(id)]
-		mu.Lock()
-		s.waitCache()
-		s.cache.Del(id)
-		mu.Unlock()
-	}
 	current := func(p *preread, id string) bool {
 		mu := &s.stripes[s.stripe(id)]
 		mu.Lock()
@@ -322,7 +339,7 @@ func TestPrereadCurrent(t *testing.T) {
 		if err := s.PutAttributes(id, map[string]any{"tier": "gold"}); err != nil {
 			t.Fatal(err)
 		}
-		evict(id)
+		evict(s, id)
 		pre, err := s.preread([]string{id}, [][]string{{"view"}})
 		if err != nil {
 			t.Fatal(err)
@@ -333,7 +350,7 @@ func TestPrereadCurrent(t *testing.T) {
 		if err := write(id); err != nil {
 			t.Fatal(err)
 		}
-		evict(id)
+		evict(s, id)
 		if current(&pre[0], id) {
 			t.Errorf("%s: a read from before the write is taken as current", name)
 		}
@@ -364,16 +381,9 @@ func TestEventsUncachedKeepAttributes(t *testing.T) {
 	if err := s.PutAttributes(id, attrs); err != nil {
 		t.Fatal(err)
 	}
-	evict := func() {
-		mu := &s.stripes[s.stripe(id)]
-		mu.Lock()
-		s.waitCache()
-		s.cache.Del(id)
-		mu.Unlock()
-	}
 	now := time.Now().UnixNano()
 	for i := range 3 {
-		evict()
+		evict(s, id)
 		if _, ok := s.cache.Get(id); ok {
 			t.Fatal("the customer is still cached")
 		}
@@ -381,12 +391,222 @@ func TestEventsUncachedKeepAttributes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	evict()
+	evict(s, id)
 	c := mustCustomer(t, s, id)
 	if !reflect.DeepEqual(c.AttributeMap(), attrs) {
 		t.Errorf("attributes after three batches on the uncached customer:\n%#v\nwant\n%#v", c.AttributeMap(), attrs)
 	}
 	if v := c.EventMap()["view"]; v == nil || v.Count != 3 {
 		t.Errorf("view events: %+v; want 3", v)
+	}
+}
+
+// TestPendingAppends: a customer's appends are staged as one operand per
+// apply, a cache miss reads them without applying them, and they reach
+// Pebble, in order, at the next apply.
+func TestPendingAppends(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	now := time.Now().UnixNano()
+	if err := s.Record("u", []store.Contact{served("a", now)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pend.drain(); err != nil {
+		t.Fatal(err)
+	}
+	evict(s, "u")
+	for i := range 3 { // not cached: appends only
+		if err := s.Record("u", []store.Contact{served(string(rune('b'+i)), now+int64(i+1))}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.pend.mu.Lock()
+	keys, n := len(s.pend.logs.keys), s.pend.n
+	s.pend.mu.Unlock()
+	if keys != 1 || n != 3 {
+		t.Errorf("3 records for one customer staged %d writes under %d keys; want 3 under 1", n, keys)
+	}
+	c := mustCustomer(t, s, "u")
+	if got := actions(c.Contacts); got != "a b c d" {
+		t.Errorf("a miss with appends staged read %q; want \"a b c d\"", got)
+	}
+	if s.pend.empty() {
+		t.Error("the miss applied the appends staged")
+	}
+
+	// An apply between taking what is staged and reading Pebble: the
+	// read starts again rather than count the appends twice.
+	evict(s, "u")
+	applied := 0
+	s.testAfterStaged = func() {
+		if applied++; applied == 1 {
+			if err := s.pend.drain(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	c = mustCustomer(t, s, "u")
+	s.testAfterStaged = nil
+	if got := actions(c.Contacts); got != "a b c d" || applied != 2 {
+		t.Errorf("a miss during an apply read %q after %d tries; want \"a b c d\" after 2", got, applied)
+	}
+	if _, k := countKeys(t, s, "u"); k != 4 {
+		t.Errorf("%d contacts in Pebble after the apply; want 4", k)
+	}
+}
+
+// TestPendingGen: a read of Pebble is current only if no apply started
+// since it took what was staged, and an apply in progress makes readers
+// wait for it.
+func TestPendingGen(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	key := keyHistory(nil, "u")
+	if err := s.Record("u", []store.Contact{served("a", time.Now().UnixNano())}, nil); err != nil {
+		t.Fatal(err)
+	}
+	staged, gen, busy := s.pend.staged(nil, key)
+	if busy || len(staged) == 0 || !s.pend.current(gen) {
+		t.Fatalf("staged: %d bytes, busy %v, current %v", len(staged), busy, s.pend.current(gen))
+	}
+	if err := s.pend.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if s.pend.current(gen) {
+		t.Error("still current after an apply")
+	}
+	if staged, _, _ := s.pend.staged(nil, key); len(staged) != 0 {
+		t.Errorf("%d bytes still staged after the apply", len(staged))
+	}
+	s.pend.mu.Lock()
+	s.pend.gen++ // as applyLocked does while it commits
+	s.pend.mu.Unlock()
+	if _, _, busy := s.pend.staged(nil, key); !busy {
+		t.Error("not busy while an apply commits")
+	}
+	s.pend.mu.Lock()
+	s.pend.gen++
+	s.pend.mu.Unlock()
+}
+
+// TestPendingRewrite: a write that sets a log drops the appends staged
+// for it (its value has them); appends staged after it follow it.
+func TestPendingRewrite(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	key := keyHistory(nil, "u")
+	st := s.stripe("u")
+	stageOp := func(merge bool, v string) {
+		t.Helper()
+		b := s.db.NewBatch()
+		defer b.Close()
+		op := b.Set
+		if merge {
+			op = b.Merge
+		}
+		if err := op(key, []byte(v), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.pend.stage(b, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	staged := func() string {
+		v, _, _ := s.pend.staged(nil, key)
+		return string(v)
+	}
+	stageOp(true, "a")
+	stageOp(true, "b")
+	if got := staged(); got != "ab" {
+		t.Errorf("staged %q; want \"ab\"", got)
+	}
+	stageOp(false, "abS")
+	if got := staged(); got != "" {
+		t.Errorf("staged after the rewrite: %q; want nothing", got)
+	}
+	stageOp(true, "c")
+	if err := s.pend.drain(); err != nil {
+		t.Fatal(err)
+	}
+	v, closer, err := s.db.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if got := string(v); got != "abSc" {
+		t.Errorf("after the apply: %q; want \"abSc\"", got)
+	}
+	if n, size := s.pend.count.Load(), s.pend.size.Load(); n != 0 || size != 0 {
+		t.Errorf("after the apply: %d writes and %d bytes counted as staged", n, size)
+	}
+}
+
+// TestPendingKick: passing the bound of what is staged wakes the sync
+// loop, which applies it long before its next tick.
+func TestPendingKick(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), SyncInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Now().UnixNano()
+	record := func(i int) {
+		t.Helper()
+		if err := s.Record(fmt.Sprint("u", i), []store.Contact{served("a", now)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Create the customers first: a first contact's main record is
+	// drained by the next first contact in its stripe.
+	for i := range maxStaged + 1 {
+		record(i)
+	}
+	if err := s.pend.drain(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxStaged {
+		record(i)
+	}
+	if s.pend.empty() {
+		t.Fatal("applied before the bound")
+	}
+	record(maxStaged)
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.pend.empty() {
+		if time.Now().After(deadline) {
+			t.Fatal("still staged 10 s after passing the bound")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for _, i := range []int{0, maxStaged} {
+		if m, k := countKeys(t, s, fmt.Sprint("u", i)); m != 1 || k != 2 {
+			t.Errorf("u%d in Pebble: %d main, %d contacts; want 1, 2", i, m, k)
+		}
+	}
+}
+
+// TestAppends: the staged appends of a failed apply go back in front of
+// those staged since, in buffers that its reset and reuse leave alone.
+func TestAppends(t *testing.T) {
+	failed, since := newAppends(), newAppends()
+	failed.add([]byte("a"), []byte("1"))
+	failed.add([]byte("b"), []byte("x"))
+	failed.add([]byte("a"), []byte("2"))
+	failed.add([]byte("d"), []byte("gone"))
+	failed.drop([]byte("d"))
+	since.add([]byte("a"), []byte("3"))
+	since.add([]byte("c"), []byte("y"))
+	since.prepend(failed)
+	failed.reset()
+	failed.add([]byte("a"), []byte("reused"))
+	failed.add([]byte("b"), []byte("reused"))
+	got := map[string]string{}
+	for i, k := range since.keys {
+		got[k] = string(since.bufs[i])
+	}
+	want := map[string]string{"a": "123", "b": "x", "c": "y"}
+	if !reflect.DeepEqual(got, want) || since.bytes != 5 {
+		t.Errorf("after prepend: %v (%d bytes); want %v (5 bytes)", got, since.bytes, want)
+	}
+	if g := string(since.get([]byte("d"))); g != "" {
+		t.Errorf("a dropped key came back: %q", g)
 	}
 }

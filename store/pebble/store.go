@@ -82,10 +82,13 @@ type Store struct {
 
 	retention atomic.Int64  // how long contacts are kept, nanoseconds
 	unsynced  atomic.Bool   // a NoSync write was applied since the last WAL sync
-	pend      *pending      // contacts staged for the next group apply
+	pend      *pending      // contacts staged for the next apply
 	hits      atomic.Uint64 // Customer calls answered by the cache
 	reads     atomic.Uint64 // customers read from Pebble
 	now       func() time.Time
+	// testAfterStaged, if set, runs in read between taking what is
+	// staged and reading Pebble (tests: an apply in between).
+	testAfterStaged func()
 
 	closeMu   sync.RWMutex // held shared by operations that use db or cache.Wait/Set
 	closed    atomic.Bool
@@ -485,8 +488,9 @@ func (s *Store) loadLocked(id string, waited *bool) (*store.Customer, *entry, in
 	if c, e := s.cachedLocked(id, waited); e != nil {
 		return c, e, e.size, nil
 	}
-	// Pebble must hold every contact staged for id before it is read.
-	if err := s.pend.drainFor(s.stripe(id)); err != nil {
+	// Pebble must hold what is staged for id's main record; read adds
+	// the contacts staged for it.
+	if err := s.pend.drainMain(s.stripe(id)); err != nil {
 		return nil, nil, 0, err
 	}
 	s.reads.Add(1)
@@ -495,24 +499,62 @@ func (s *Store) loadLocked(id string, waited *bool) (*store.Customer, *entry, in
 }
 
 // read reads a customer from Pebble: the main record, then the contact
-// log (which exists only with a main record, see codec.go). It also
-// returns the main record's size.
+// log (which exists only with a main record, see codec.go), to which it
+// adds the appends staged for it (see pending.go). It also returns the
+// main record's size. The caller holds id's stripe lock, and has drained
+// what is staged for its stripe but appends (pending.drainMain).
 func (s *Store) read(id string) (*store.Customer, int, error) {
-	c, size, err := s.readMain(id)
-	if c == nil || err != nil {
-		return nil, 0, err
-	}
-	log, closer, err := s.db.Get(keyHistory(nil, id))
-	if err == pebble.ErrNotFound {
+	key := keyHistory(nil, id)
+	for {
+		staged, gen, busy := s.pend.staged(nil, key)
+		if busy {
+			s.pend.waitApply()
+			continue
+		}
+		if s.testAfterStaged != nil {
+			s.testAfterStaged()
+		}
+		c, size, err := s.readMain(id)
+		if c == nil || err != nil {
+			return nil, 0, err
+		}
+		log, closer, err := s.db.Get(key)
+		found := err == nil
+		switch {
+		case err == pebble.ErrNotFound:
+			log, closer, err = nil, nil, nil
+		case err != nil:
+			return nil, 0, fmt.Errorf("cannot read contacts of customer %q: %w", id, err)
+		}
+		if !s.pend.current(gen) {
+			// An apply began after staged: Pebble may hold what it
+			// returned.
+			if closer != nil {
+				closer.Close()
+			}
+			continue
+		}
+		if len(staged) > 0 {
+			log = append(append(make([]byte, 0, len(log)+len(staged)), log...), staged...)
+		}
+		if found || len(log) > 0 {
+			err = decodeHistory(c, log)
+		}
+		if closer != nil {
+			closer.Close()
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("cannot decode contacts of customer %q: %w", id, err)
+		}
 		return c, size, nil
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("cannot read contacts of customer %q: %w", id, err)
-	}
+}
+
+// decodeHistory sets c's contacts from its log and summarizes them.
+func decodeHistory(c *store.Customer, log []byte) error {
 	var cd contactDecoder
 	scratch := scratchPool.Get().(*[]store.Contact)
 	cts, err := cd.decodeContacts((*scratch)[:0], log)
-	closer.Close()
 	if err == nil {
 		c.Contacts = append(make([]store.Contact, 0, historyRoom(len(cts))), cts...)
 	}
@@ -521,10 +563,10 @@ func (s *Store) read(id string) (*store.Customer, int, error) {
 		scratchPool.Put(scratch)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("cannot decode contacts of customer %q: %w", id, err)
+		return err
 	}
 	c.Summarize()
-	return c, size, nil
+	return nil
 }
 
 // scratchPool holds the arrays that read decodes contact logs into before
@@ -569,7 +611,7 @@ func (s *Store) preread(ids []string, types [][]string) ([]preread, error) {
 		// The count first, then what was staged before it applied: a
 		// write staged later changes the count.
 		pre[i].gen = s.gens[st].Load()
-		if err := s.pend.drainFor(st); err != nil {
+		if err := s.pend.drainMain(st); err != nil {
 			return nil, err
 		}
 		c, k, err := s.readEvents(id, types[i])
@@ -799,17 +841,31 @@ func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 	return b.Merge(key, log, nil)
 }
 
+// drainBefore applies what is staged that a synced write of ch must
+// follow in Pebble (the caller holds ch's stripe lock): anything staged
+// for its stripe if it writes the contact log (a delete, a rewrite, an
+// append, which must come after the appends staged), else what is staged
+// for its stripe's main records.
+func (s *Store) drainBefore(ch *change) error {
+	st := s.stripe(ch.id)
+	if (ch.c == nil && !ch.partial) || ch.replace || len(ch.added) > 0 {
+		return s.pend.drainFor(st)
+	}
+	return s.pend.drainMain(st)
+}
+
 // write applies changes under the stripe locks held by the caller: one
 // batch, then the cache. It returns a function to call after the locks are
-// released. If durable, it commits with an fsync (after anything staged
-// before it, see pending.go) and the function waits for the fsync: the
-// next write to the same customers then joins the same group commit
-// instead of waiting for this fsync under the lock. Writes that follow see
-// this one in Pebble and the cache before it is durable, but a crash loses
-// a suffix of the log, never a write without the ones before it, and
-// nothing is acknowledged before its fsync. If not durable, the batch is
-// staged for the next group apply and the function applies it unless
-// another goroutine is doing so.
+// released. If durable, it commits with an fsync (after what is staged
+// that it must follow, see drainBefore) and the function waits for the
+// fsync: the next write to the same customers then joins the same group
+// commit instead of waiting for this fsync under the lock. Writes that
+// follow see this one in Pebble and the cache before it is durable, but a
+// crash loses a suffix of the write-ahead log (and the contacts still
+// staged, which are not acknowledged as durable), never a synced write
+// without the synced ones before it, and nothing is acknowledged before
+// its fsync. If not durable, the batch is staged (pending.go) and the
+// function wakes the apply if enough is staged.
 func (s *Store) write(changes []change, durable bool) (wait func() error, err error) {
 	defer func() {
 		// Staged or applied (or failed, which costs a reader a re-read).
@@ -828,7 +884,7 @@ func (s *Store) write(changes []change, durable bool) (wait func() error, err er
 	}
 	if durable {
 		for i := range changes {
-			if err = s.pend.drainFor(s.stripe(changes[i].id)); err != nil {
+			if err = s.drainBefore(&changes[i]); err != nil {
 				break
 			}
 		}
@@ -854,7 +910,7 @@ func (s *Store) write(changes []change, durable bool) (wait func() error, err er
 		}
 	}
 	if !durable {
-		return s.pend.apply, b.Close()
+		return s.pend.afterStage, b.Close()
 	}
 	return func() error {
 		err := b.SyncWait()
@@ -1023,7 +1079,7 @@ func (s *Store) AddEvents(events []store.Event) error {
 				if pre[i].current(s, id) {
 					old, k = pre[i].c, pre[i].kept
 				} else {
-					if err := s.pend.drainFor(s.stripe(id)); err != nil {
+					if err := s.pend.drainMain(s.stripe(id)); err != nil {
 						return nil, err
 					}
 					var err error
@@ -1146,7 +1202,7 @@ func (s *Store) exists(id string) (bool, error) {
 	if r := &s.existing[s.stripe(id)]; r[0] == id || r[1] == id {
 		return true, nil
 	}
-	if err := s.pend.drainFor(s.stripe(id)); err != nil {
+	if err := s.pend.drainMain(s.stripe(id)); err != nil {
 		return false, err
 	}
 	return s.hasMain(id)
@@ -1343,6 +1399,10 @@ func (s *Store) syncLoop() {
 		select {
 		case <-s.stop:
 			return
+		case <-s.pend.kick:
+			if err := s.pend.drain(); err != nil {
+				s.opts.Logger.Errorf("pebblestore: %v", err)
+			}
 		case <-t.C:
 			if err := s.flush(); err != nil {
 				s.opts.Logger.Errorf("pebblestore: %v", err)
