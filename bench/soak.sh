@@ -81,6 +81,12 @@ sample() {
 }
 
 # metric prints the value of one of nudge's unlabelled metrics.
+# load_line FILE: the summary of the nudge-bench run that wrote FILE (its
+# latency line, which names the run's rate) and the load generator's CPU.
+load_line() {
+	echo "$(grep 'req/s' "$1" | tail -n 1 | tr -s ' '); $(grep -o 'load generator: .*' "$1" | tail -n 1)"
+}
+
 metric() {
 	curl -s --max-time 2 "$url/metrics" 2>/dev/null | awk -v m="$1" '$1 == m { print $2 }' || true
 }
@@ -163,9 +169,9 @@ summary=$(awk -F, 'NR > 1 && $2 != "" { n++; s += $2; if (min == "" || $2 < min)
 	echo
 	echo "Warm-up (same load, not measured): $warm_summary; $stable."
 	echo
-	echo "Load (measured window): $(tail -n 1 "$work/load.log")"
+	echo "Load (measured window): $(load_line "$work/load.log")"
 	echo
-	echo "Load (warm-up): $(tail -n 1 "$work/warmup.log")"
+	echo "Load (warm-up): $(load_line "$work/warmup.log")"
 	echo
 	echo "Memory limit of nudge's Go runtime (go_gc_gomemlimit_bytes): ${memlimit:-unknown}${GOMEMLIMIT:+ (GOMEMLIMIT=$GOMEMLIMIT)}. Over the measured window: $cost."
 	echo
@@ -192,6 +198,6 @@ summary=$(awk -F, 'NR > 1 && $2 != "" { n++; s += $2; if (min == "" || $2 < min)
 } >"$out"
 echo "warm-up: $warm_summary; $stable"
 echo "RSS $summary"
-echo "load: $(tail -n 1 "$work/load.log")"
+echo "load: $(load_line "$work/load.log")"
 echo "memory limit: ${memlimit:-unknown}; $cost"
 echo "report: bench/results/$name.md"

@@ -193,3 +193,104 @@ func crashChild(dir string) {
 	}
 	os.Exit(0)
 }
+
+// crashContactsEnv selects the child mode of TestCrashContacts: its value
+// is the store's directory.
+const crashContactsEnv = "PEBBLESTORE_CRASH_CONTACTS_DIR"
+
+// crashSyncInterval is the child's SyncInterval in TestCrashContacts.
+const crashSyncInterval = 200 * time.Millisecond
+
+// TestCrashContacts kills a process recording contacts (about one a
+// millisecond: too few for the staged bound, so only the sync loop
+// applies them) with SIGKILL, and checks that every contact acknowledged
+// more than a second before the kill, five sync intervals, survived: the
+// contacts staged in memory are applied and synced within SyncInterval.
+func TestCrashContacts(t *testing.T) {
+	if dir := os.Getenv(crashContactsEnv); dir != "" {
+		crashContactsChild(dir)
+		return
+	}
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashContacts$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashContactsEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	var acked []int64 // the times of the contacts acknowledged, in order
+	for sc.Scan() {
+		at, err := strconv.ParseInt(sc.Text(), 10, 64)
+		if err != nil {
+			t.Fatalf("bad line %q", sc.Text())
+		}
+		acked = append(acked, at)
+		if len(acked) > 0 && time.Duration(at-acked[0]) > 2500*time.Millisecond {
+			break
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now().UnixNano()
+	cmd.Wait()
+	if len(acked) == 0 {
+		t.Fatal("no contact acknowledged")
+	}
+
+	s, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := mustCustomer(t, s, "c")
+	have := map[int64]bool{}
+	if c != nil {
+		for _, k := range c.Contacts {
+			have[k.At] = true
+		}
+	}
+	old, lost := 0, 0
+	for _, at := range acked {
+		if killed-at > int64(time.Second) {
+			old++
+			if !have[at] {
+				lost++
+			}
+		}
+	}
+	t.Logf("%d contacts acknowledged, %d of them more than 1 s before the kill, %d stored", len(acked), old, len(have))
+	if old == 0 || lost > 0 {
+		t.Errorf("%d of the %d contacts acknowledged more than 1 s before the kill were lost", lost, old)
+	}
+}
+
+// crashContactsChild records a contact about every millisecond until
+// killed, printing the time of each once Record returned.
+func crashContactsChild(dir string) {
+	s, err := Open(Options{Dir: dir, SyncInterval: crashSyncInterval})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		at := time.Now().UnixNano()
+		if err := s.Record("c", []store.Contact{{Action: store.Intern("a"), Channel: store.Intern("web"), At: at}}, nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Println(at)
+		time.Sleep(time.Millisecond)
+	}
+	os.Exit(0)
+}
