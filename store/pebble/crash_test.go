@@ -109,19 +109,9 @@ func TestCrash(t *testing.T) {
 // returns the lines it printed.
 func crashRound(t *testing.T, dir string, d time.Duration) []string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, sc := startChild(t, "TestCrash", crashEnv, dir)
 	defer cmd.Process.Kill()
 
-	sc := bufio.NewScanner(out)
 	if !sc.Scan() || sc.Text() != "ready" {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -147,6 +137,24 @@ func crashRound(t *testing.T, dir string, d time.Duration) []string {
 		all = append(all, l)
 	}
 	return all
+}
+
+// startChild starts this test binary running only test, in its child
+// mode (env set to the store's directory dir), and returns it with a
+// scanner of its output. The caller kills it.
+func startChild(t *testing.T, test, env, dir string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(out)
 }
 
 // crashChild writes until killed, printing a line per acknowledged write:
@@ -215,18 +223,8 @@ func TestCrashContacts(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashContacts$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashContactsEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, sc := startChild(t, "TestCrashContacts", crashContactsEnv, dir)
 	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(out)
 	var acked []int64 // the times of the contacts acknowledged, in order
 	for sc.Scan() {
 		at, err := strconv.ParseInt(sc.Text(), 10, 64)
