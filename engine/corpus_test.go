@@ -190,9 +190,19 @@ func TestCorpus(t *testing.T) {
 // them (Stats into the arrays the decision reuses from type to type).
 type encodedAttrs map[string]any
 
-func (a encodedAttrs) Attr(key string) any                { return a[key] }
-func (a encodedAttrs) Map() map[string]any                { return maps.Clone(a) }
-func (a encodedAttrs) Len() int                           { return len(a) }
+func (a encodedAttrs) Attr(key string) any { return a[key] }
+func (a encodedAttrs) Map() map[string]any { return maps.Clone(a) }
+func (a encodedAttrs) Len() int            { return len(a) }
+
+// Scan gives each key's index in key order as its position.
+func (a encodedAttrs) Scan(fn func(key string, at int)) {
+	for i, k := range slices.Sorted(maps.Keys(a)) {
+		fn(k, i)
+	}
+}
+
+func (a encodedAttrs) ValueAt(at int) any { return a[slices.Sorted(maps.Keys(a))[at]] }
+
 func (e encodedEvents) Len() int                          { return len(e) }
 func (e encodedEvents) Map() map[string]*store.EventStats { return maps.Clone(e) }
 func (e encodedEvents) MapFor([]string) map[string]*store.EventStats {

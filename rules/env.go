@@ -2,7 +2,9 @@ package rules
 
 import (
 	"fmt"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -41,6 +43,23 @@ type Env struct {
 	// use customer as a value (customer·all), when wholeAt is gen.
 	whole   map[string]any
 	wholeAt uint32
+	// scan is cust when it is an AttrScanner: at the first attribute a
+	// decision reads, one pass (scanned) notes where the value of each
+	// attribute rules read is, pos[slot] current when posAt[slot] is gen,
+	// instead of a search of the encoded record per attribute. scanOK
+	// is what ScanAttrs answered at generation scanAt; scanFn is scanOne,
+	// made once; scanSlots is the slot table the scan reads; layout is
+	// the keys the last scans met, at their places, with their slots;
+	// scanIdx counts the keys of the scan under way.
+	scan      AttrScanner
+	scanFn    func(key string, at int)
+	scanAt    uint32
+	scanOK    bool
+	scanSlots *map[string]int
+	layout    []keySlot
+	scanIdx   int
+	pos       []int
+	posAt     []uint32
 }
 
 // Attributes is a customer's attributes as the rules read them. The store
@@ -54,6 +73,20 @@ type Attributes interface {
 	AttributeMap() map[string]any
 }
 
+// AttrScanner is Attributes that can also step through all of them in one
+// pass (store.Customer over a store's encoded record): where finding a key
+// means stepping over the keys before it, one pass that notes where each
+// value is costs less than a search per attribute.
+type AttrScanner interface {
+	Attributes
+	// ScanAttrs calls fn with the key of each attribute and the position
+	// of its value, for AttrAt. It reports false, calling nothing, when
+	// a search costs no more (attributes held in a map).
+	ScanAttrs(fn func(key string, at int)) bool
+	// AttrAt decodes the value at position at, which ScanAttrs gave.
+	AttrAt(at int) any
+}
+
 // MapAttributes is Attributes held in a map.
 type MapAttributes map[string]any
 
@@ -65,10 +98,13 @@ func (m MapAttributes) AttributeMap() map[string]any { return m }
 
 // slots numbers the keys compiled rules use (attribute names, event
 // function calls) for Env's memos. Rule files are written by operators
-// and name few; a table only grows, by the keys of new rules.
+// and name few; a table only grows, by the keys of new rules. Readers
+// that must not lock (Env.scanOne) read snapshot, a copy of the table
+// replaced at each new key, which happens only when rules compile.
 type slots[K comparable] struct {
-	mu sync.Mutex
-	m  map[K]int
+	mu       sync.Mutex
+	m        map[K]int
+	snapshot atomic.Pointer[map[K]int]
 }
 
 // slot returns the slot of k, numbering it if it is new.
@@ -82,9 +118,15 @@ func (t *slots[K]) slot(k K) int {
 	if !ok {
 		n = len(t.m)
 		t.m[k] = n
+		snap := maps.Clone(t.m)
+		t.snapshot.Store(&snap)
 	}
 	return n
 }
+
+// numbered returns the table as it is, a map that is never modified,
+// through a pointer that changes when the table does (nil: empty).
+func (t *slots[K]) numbered() *map[K]int { return t.snapshot.Load() }
 
 // callKey names one event function call with literal arguments.
 type callKey struct {
@@ -127,13 +169,78 @@ func (e *Env) attr(slot int, key string) any {
 	if slot < len(e.memoAt) && e.memoAt[slot] == e.gen {
 		return e.memo[slot]
 	}
-	v := e.cust.Attr(key)
+	var v any
+	if e.scanned() {
+		// The scan noted where each value is; a key it did not see is
+		// absent.
+		if slot < len(e.posAt) && e.posAt[slot] == e.gen {
+			v = e.scan.AttrAt(e.pos[slot])
+		}
+	} else {
+		v = e.cust.Attr(key)
+	}
 	if slot >= len(e.memoAt) {
 		e.memo = append(e.memo, make([]any, slot+1-len(e.memo))...)
 		e.memoAt = append(e.memoAt, make([]uint32, slot+1-len(e.memoAt))...)
 	}
 	e.memo[slot], e.memoAt[slot] = v, e.gen
 	return v
+}
+
+// scanned reports whether the positions of the customer's attributes are
+// noted (pos, posAt), scanning them at the first call for the customer.
+func (e *Env) scanned() bool {
+	if e.scan == nil {
+		return false
+	}
+	if e.scanAt != e.gen {
+		e.scanAt = e.gen
+		if t := attrSlots.numbered(); t != e.scanSlots {
+			e.scanSlots = t
+			e.layout = e.layout[:0] // its slots are the old table's
+			if n := len(*t); len(e.posAt) < n {
+				e.pos = append(e.pos, make([]int, n-len(e.pos))...)
+				e.posAt = append(e.posAt, make([]uint32, n-len(e.posAt))...)
+			}
+		}
+		e.scanIdx = 0
+		e.scanOK = e.scanSlots != nil && e.scan.ScanAttrs(e.scanFn)
+	}
+	return e.scanOK
+}
+
+// scanOne notes where the value of attribute key is, if rules read it.
+// Customers mostly have the same attributes in the same order: the slot
+// of the key at the same place in the previous customer's attributes is
+// taken without a lookup when the key is the same.
+func (e *Env) scanOne(key string, at int) {
+	i := e.scanIdx
+	e.scanIdx++
+	var slot int
+	if i < len(e.layout) && e.layout[i].key == key {
+		slot = e.layout[i].slot
+	} else {
+		var ok bool
+		if slot, ok = (*e.scanSlots)[key]; !ok {
+			slot = -1
+		}
+		// The key is a slice of the customer's record, which the
+		// layout keeps alive until a key replaces it: one record.
+		if i < len(e.layout) {
+			e.layout[i] = keySlot{key, slot}
+		} else {
+			e.layout = append(e.layout, keySlot{key, slot})
+		}
+	}
+	if slot >= 0 {
+		e.pos[slot], e.posAt[slot] = at, e.gen
+	}
+}
+
+// keySlot is an attribute key and its slot (-1: no rule reads it).
+type keySlot struct {
+	key  string
+	slot int
 }
 
 // Funcs answers the rule functions for one decision. Windows are already
@@ -206,6 +313,7 @@ func NewEnv(f Funcs) *Env {
 	// gen starts at 1: a memo slot the arrays grow to holds generation 0,
 	// which must never look current.
 	e := &Env{cust: emptyAttrs, ctx: emptyMap, f: f, gen: 1}
+	e.scanFn = e.scanOne
 	e.m = map[string]any{
 		varCustomer:   emptyMap,
 		varContext:    emptyMap,
@@ -270,6 +378,7 @@ func (e *Env) SetCustomer(id string, attrs Attributes) {
 		attrs = emptyAttrs
 	}
 	e.cust = attrs
+	e.scan, _ = attrs.(AttrScanner)
 	e.m[customerIDVar] = id
 	e.forget()
 }
@@ -293,7 +402,8 @@ func (e *Env) forget() {
 	if e.gen == 0 { // wrapped: no entry may look current
 		clear(e.memoAt)
 		clear(e.callsAt)
-		e.wholeAt = 0
+		clear(e.posAt)
+		e.wholeAt, e.scanAt = 0, 0
 		e.gen = 1
 	}
 }

@@ -2,11 +2,13 @@ package rules
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,7 +165,13 @@ func TestFastMatchesVM(t *testing.T) {
 					ctx[n] = randomValue(rng)
 				}
 			}
-			env.SetCustomer(fmt.Sprintf("c-%d", i), MapAttributes(attrs))
+			// Every other customer's attributes are read through a scan,
+			// as the Pebble store's are.
+			if i%2 == 0 {
+				env.SetCustomer(fmt.Sprintf("c-%d", i), MapAttributes(attrs))
+			} else {
+				env.SetCustomer(fmt.Sprintf("c-%d", i), newScanAttrs(attrs, true))
+			}
 			env.SetRequest(ctx, "web", time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
 			env.SetPlacement("home_hero")
 			var m vm.VM
@@ -491,5 +499,126 @@ func TestFastIntAndConditional(t *testing.T) {
 				t.Errorf("score as a number: %v, %v; the VM %v", n, ok, want)
 			}
 		}
+	}
+}
+
+// scanAttrs holds attributes behind AttrScanner, in key order, as the
+// Pebble store's customers do, and counts the environment's scans and
+// searches. With scan false, ScanAttrs declines, as a map's does.
+type scanAttrs struct {
+	keys            []string
+	vals            []any
+	scan            bool
+	scans, searches int
+}
+
+func newScanAttrs(m map[string]any, scan bool) *scanAttrs {
+	a := &scanAttrs{keys: slices.Sorted(maps.Keys(m)), scan: scan}
+	for _, k := range a.keys {
+		a.vals = append(a.vals, m[k])
+	}
+	return a
+}
+
+func (a *scanAttrs) Attr(key string) any {
+	a.searches++
+	if i := slices.Index(a.keys, key); i >= 0 {
+		return a.vals[i]
+	}
+	return nil
+}
+
+func (a *scanAttrs) AttributeMap() map[string]any {
+	m := map[string]any{}
+	for i, k := range a.keys {
+		m[k] = a.vals[i]
+	}
+	return m
+}
+
+func (a *scanAttrs) ScanAttrs(fn func(key string, at int)) bool {
+	if !a.scan {
+		return false
+	}
+	a.scans++
+	for i, k := range a.keys {
+		fn(k, i)
+	}
+	return true
+}
+
+func (a *scanAttrs) AttrAt(at int) any { return a.vals[at] }
+
+// TestEnvScansAttributes: attributes behind an AttrScanner are read in one
+// scan per customer, with no search; an attribute the scan did not see is
+// absent even when the previous customer had it; a scanner that declines
+// is searched.
+func TestEnvScansAttributes(t *testing.T) {
+	rs, err := Compile([]File{{Name: "actions.yaml", Data: []byte(`actions:
+  - id: a1
+    placements: [p]
+    when: customer.scan_n > 1 and customer.scan_tier == "gold"
+  - id: a2
+    placements: [p]
+    score: (customer.scan_gone ?? 5) + customer.scan_n
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := NewEnv(&countingFuncs{})
+	eval := func(a Attributes) (bool, float64) {
+		t.Helper()
+		env.SetCustomer("c", a)
+		when, ok := rs.Actions[0].When.FastBool(env)
+		if !ok {
+			t.Fatal("a1's condition left to the VM")
+		}
+		score, ok := rs.Actions[1].Score.FastNumber(env)
+		if !ok {
+			t.Fatal("a2's score left to the VM")
+		}
+		return when, score
+	}
+	first := newScanAttrs(map[string]any{"scan_n": 2.0, "scan_tier": "gold", "scan_gone": 1.0, "scan_later": true}, true)
+	if when, score := eval(first); !when || score != 3 {
+		t.Errorf("first customer: when %v, score %v; want true, 3", when, score)
+	}
+	if first.scans != 1 || first.searches != 0 {
+		t.Errorf("first customer: %d scans, %d searches; want 1 scan, no search", first.scans, first.searches)
+	}
+	// scan_gone is absent: the default applies, not the first customer's 1.
+	second := newScanAttrs(map[string]any{"scan_n": 4.0, "scan_tier": "silver"}, true)
+	if when, score := eval(second); when || score != 9 {
+		t.Errorf("second customer: when %v, score %v; want false, 9", when, score)
+	}
+	if second.scans != 1 || second.searches != 0 {
+		t.Errorf("second customer: %d scans, %d searches; want 1 scan, no search", second.scans, second.searches)
+	}
+	// The first customer's keys in the same order: their slots are
+	// remembered from its scan, their values are this customer's.
+	third := newScanAttrs(map[string]any{"scan_n": 3.0, "scan_tier": "gold", "scan_gone": 2.0, "scan_later": false}, true)
+	if when, score := eval(third); !when || score != 5 {
+		t.Errorf("third customer: when %v, score %v; want true, 5", when, score)
+	}
+	// A rule compiled later reads an attribute the scans met without a
+	// slot: the environment forgets the slots it remembered.
+	later, err := Compile([]File{{Name: "actions.yaml", Data: []byte(`actions:
+  - id: a3
+    placements: [p]
+    when: customer.scan_later == true
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.SetCustomer("c", newScanAttrs(map[string]any{"scan_n": 3.0, "scan_tier": "gold", "scan_gone": 2.0, "scan_later": true}, true))
+	if v, ok := later.Actions[0].When.FastBool(env); !ok || !v {
+		t.Errorf("customer.scan_later == true: %v, %v; want true from the fast path", v, ok)
+	}
+	declines := newScanAttrs(map[string]any{"scan_n": 2.0, "scan_tier": "gold"}, false)
+	if when, score := eval(declines); !when || score != 7 {
+		t.Errorf("declining customer: when %v, score %v; want true, 7", when, score)
+	}
+	if declines.searches != 3 {
+		t.Errorf("declining customer: %d searches; want 3, one per attribute", declines.searches)
 	}
 }

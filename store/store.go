@@ -124,6 +124,11 @@ type EncodedAttributes interface {
 	Map() map[string]any
 	// Len returns how many attributes there are.
 	Len() int
+	// Scan calls fn with the key of each attribute, in the encoding's
+	// order, and the position of its value, which ValueAt decodes.
+	Scan(fn func(key string, at int))
+	// ValueAt returns the value at position at, which Scan gave.
+	ValueAt(at int) any
 }
 
 // EncodedEvents is a customer's event aggregates in a store's own form,
@@ -181,6 +186,23 @@ func (c *Customer) Attr(key string) any {
 	}
 	return c.Attributes[key]
 }
+
+// ScanAttrs calls fn with the key of each attribute and the position of
+// its value for AttrAt, when the attributes are encoded (a search for one
+// of them steps over the ones before it); it reports false, calling
+// nothing, when they are a map or absent. It implements
+// rules.AttrScanner.
+func (c *Customer) ScanAttrs(fn func(key string, at int)) bool {
+	if c.Attributes != nil || c.Encoded == nil {
+		return false
+	}
+	c.Encoded.Scan(fn)
+	return true
+}
+
+// AttrAt returns the value of the encoded attribute at position at, which
+// ScanAttrs gave.
+func (c *Customer) AttrAt(at int) any { return c.Encoded.ValueAt(at) }
 
 // AttributeMap returns c's attributes as a map, decoding Encoded into a new
 // one if that is where they are. The map must not be modified.

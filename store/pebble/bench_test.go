@@ -3,7 +3,9 @@ package pebblestore
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -173,6 +175,43 @@ func BenchmarkAttr(b *testing.B) {
 			}
 		})
 	}
+	// Every attribute, as rules that read them all do (1,000 generated
+	// actions read 16): searched one by one, or placed by one scan and
+	// decoded where it found them, as rules.Env does.
+	held := &store.Customer{Encoded: attrs(enc)}
+	keys := slices.Sorted(maps.Keys(c.Attributes))
+	b.Run("encoded-all/search", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, k := range keys {
+				if held.Attr(k) == nil {
+					b.Fatalf("attribute %q not found", k)
+				}
+			}
+		}
+	})
+	b.Run("encoded-all/scan", func(b *testing.B) {
+		slot := map[string]int{}
+		for i, k := range keys {
+			slot[k] = i
+		}
+		pos := make([]int, len(keys))
+		note := func(k string, at int) {
+			if i, ok := slot[k]; ok {
+				pos[i] = at
+			}
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			clear(pos)
+			held.ScanAttrs(note)
+			for i, k := range keys {
+				if pos[i] == 0 || held.AttrAt(pos[i]) == nil {
+					b.Fatalf("attribute %q not found", k)
+				}
+			}
+		}
+	})
 }
 
 // BenchmarkEventStats reads a typical customer's aggregates of three event

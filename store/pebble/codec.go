@@ -524,6 +524,24 @@ func (a attrs) Attr(key string) any {
 	return nil
 }
 
+// Scan implements store.EncodedAttributes: one pass over the attributes,
+// decoding no value.
+func (a attrs) Scan(fn func(key string, at int)) {
+	d := decoder{s: string(a), i: 1, skip: true}
+	for range d.count(2) {
+		key := d.string()
+		at := d.i
+		d.value(1)
+		fn(key, at)
+	}
+}
+
+// ValueAt implements store.EncodedAttributes.
+func (a attrs) ValueAt(at int) any {
+	d := decoder{s: string(a), i: at}
+	return d.value(1)
+}
+
 // Map implements store.EncodedAttributes.
 func (a attrs) Map() map[string]any {
 	d := decoder{s: string(a)}

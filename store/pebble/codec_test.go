@@ -195,6 +195,24 @@ func checkEncoded(t *testing.T, c *store.Customer, want map[string]any) {
 			t.Fatalf("attribute %q is absent but Attr answers %#v", k, c.Attr(k))
 		}
 	}
+	// One scan gives every key once, and the value at each position is
+	// the key's.
+	seen := map[string]bool{}
+	if !c.ScanAttrs(func(k string, at int) {
+		v, ok := want[k]
+		if !ok || seen[k] {
+			t.Fatalf("scan gave key %q: absent, or twice", k)
+		}
+		seen[k] = true
+		if got := c.AttrAt(at); !reflect.DeepEqual(got, v) && !containsNaNValue(v) {
+			t.Fatalf("attribute %q at %d: got %#v; want %#v", k, at, got, v)
+		}
+	}) {
+		t.Fatal("ScanAttrs declined encoded attributes")
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("scan gave %d keys; want %d", len(seen), len(want))
+	}
 }
 
 // checkEncodedEvents checks that c, as decoded, keeps its events encoded
