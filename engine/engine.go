@@ -533,13 +533,13 @@ func (st *state) decidePlacement(name string, d *Decision) {
 	st.env.SetPlacement(name)
 	explain := st.req.Explain
 	taken, rank := 0, 0
-	cands := p.Candidates
+	cands, gates := p.Candidates, p.Gates
 	for start := 0; start < len(cands); {
 		// One priority tier at a time: a lower tier cannot outrank a
 		// higher one, so once the limit is filled the rest is skipped
 		// (unless explaining).
 		end := start + 1
-		for end < len(cands) && cands[end].Priority == cands[start].Priority {
+		for end < len(gates) && gates[end].Priority() == gates[start].Priority() {
 			end++
 		}
 		st.elig = st.elig[:0]
@@ -549,7 +549,7 @@ func (st *state) decidePlacement(name string, d *Decision) {
 					return // Decide degrades the whole decision
 				}
 			}
-			ch, why := st.check(a, &p.Gates[start+i])
+			ch, why := st.check(a, &gates[start+i])
 			ex := -1
 			if explain {
 				ex = len(d.Explain)

@@ -90,23 +90,31 @@ func (l *loader) compileExpr(f *srcFile, n *node, src string, base int, kind exp
 		l.errorAt(f, n, base, exprMessage(err.Error()))
 		return nil
 	}
-	x := &Expr{Source: src, Rule: rule, File: f.name, Line: n.line, program: program}
+	x := &Expr{Source: src, Rule: rule, File: f.name, Line: n.line, program: program, kind: kind}
+	// Its fast closures are compiled last, with the others (buildGates).
 	x.constant, x.isConstant = constantOf(program.Node())
-	if !x.isConstant {
-		switch kind {
-		case condExpr:
-			// A condition that is not a boolean is the VM's error:
-			// compileBool defers it.
-			x.cond = compileBool(program.Node())
-			x.fast = boxedBool(x.cond)
-		case scoreExpr:
-			x.num = numeric(program.Node())
-			x.fast = compileFast(program.Node())
-		default:
-			x.fast = compileFast(program.Node())
-		}
-	}
 	return x
+}
+
+// compileClosures compiles the expression's fast closures (fast.go) from
+// its runtime program.
+func (x *Expr) compileClosures() {
+	if x.isConstant {
+		return
+	}
+	n := x.program.Node()
+	switch x.kind {
+	case condExpr:
+		// A condition that is not a boolean is the VM's error:
+		// compileBool defers it.
+		x.cond = compileBool(n)
+		x.fast = boxedBool(x.cond)
+	case scoreExpr:
+		x.num = numeric(n)
+		x.fast = compileFast(n)
+	default:
+		x.fast = compileFast(n)
+	}
 }
 
 // exprMessage cleans an expr message for people who never saw Go types.

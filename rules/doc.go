@@ -44,7 +44,11 @@
 // Conditions pass bools the same way (Expr.FastBool). The attributes and
 // the count(), sum() and days_since() calls the fast path reads are
 // remembered for the decision (Env.attr, Env.call), by slots numbered at
-// compile time.
+// compile time. Attributes a store keeps encoded (AttrScanner) are placed
+// by one pass over the customer's record at the first read, not searched
+// for one by one. The closures are compiled last, in the order decisions
+// run them, so that a placement's candidates' closures lie together in
+// memory (loader.buildGates).
 //
 // The version of a ruleset is a hash of its files' relative paths and
 // contents: the same files give the same version wherever they live.

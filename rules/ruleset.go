@@ -89,6 +89,7 @@ type Expr struct {
 	File    string
 	Line    int
 	program *vm.Program
+	kind    exprKind
 	// constant holds the value when the expression folds to a constant
 	// (score: 0.5, when: true): no VM run needed.
 	constant   any
@@ -349,17 +350,19 @@ type Placement struct {
 }
 
 // Gate is what a decision checks of a candidate action first: its
-// schedule, whether it has channels or stop_after outcomes to check, and
-// its condition.
+// priority, its schedule, whether it has channels or stop_after outcomes
+// to check, and its condition. The gates of a placement are one array, so
+// a decision reads no Action of a candidate whose condition fails.
 type Gate struct {
 	from, until int64 // Schedule in Unix ns: from inclusive, until exclusive
+	priority    int
 	when        Cond
 	plain       bool // no Channels, no StopAfter
 }
 
 func newGate(a *Action) Gate {
 	return Gate{from: unixNanos(a.Schedule.From, math.MinInt64), until: unixNanos(a.Schedule.Until, math.MaxInt64),
-		when: newCond(a.When), plain: a.Channels == nil && len(a.StopAfter) == 0}
+		priority: a.Priority, when: newCond(a.When), plain: a.Channels == nil && len(a.StopAfter) == 0}
 }
 
 // Cond is the fast closure of a condition, apart from its Expr, so that
@@ -411,6 +414,9 @@ func unixNanos(t time.Time, open int64) int64 {
 // before the last instant Unix nanoseconds hold, which stand for all
 // times beyond).
 func (g *Gate) Live(now int64) bool { return now >= g.from && now < g.until }
+
+// Priority is the action's priority.
+func (g *Gate) Priority() int { return g.priority }
 
 // Plain reports whether the action has no channels (it allows any) and no
 // stop_after outcomes: nothing to check of it before its condition.
