@@ -106,17 +106,19 @@ func fastCall(n *ast.CallNode) fastFunc {
 	}
 	args := n.Arguments
 	switch id.Value {
-	case getAttrFn, getContextFn:
+	case getAttrFn:
+		slot, key, ok := attrCall(n)
+		if !ok {
+			return nil
+		}
+		return func(e *Env) (any, bool) { return e.attr(slot, key), true }
+	case getContextFn:
 		if len(args) != 1 {
 			return nil
 		}
 		key, ok := stringArg(args[0])
 		if !ok {
 			return nil
-		}
-		if id.Value == getAttrFn {
-			slot := attrSlot(key)
-			return func(e *Env) (any, bool) { return e.attr(slot, key), true }
 		}
 		return func(e *Env) (any, bool) { return e.ctx[key], true }
 	case nowGetFn:
@@ -143,6 +145,32 @@ func fastCall(n *ast.CallNode) fastFunc {
 		return boxed(numeric(n))
 	}
 	return nil
+}
+
+// attrCall reads customer.X (customer·get("X")): the memo slot and key.
+func attrCall(n ast.Node) (slot int, key string, ok bool) {
+	c, ok := n.(*ast.CallNode)
+	if !ok || len(c.Arguments) != 1 {
+		return 0, "", false
+	}
+	if id, isID := c.Callee.(*ast.IdentifierNode); !isID || id.Value != getAttrFn {
+		return 0, "", false
+	}
+	if key, ok = stringArg(c.Arguments[0]); !ok {
+		return 0, "", false
+	}
+	return attrSlot(key), key, true
+}
+
+// constNum reads a number literal the fast path computes with exactly.
+func constNum(n ast.Node) (float64, bool) {
+	switch n := n.(type) {
+	case *ast.IntegerNode:
+		return float64(n.Value), exactInt(n.Value)
+	case *ast.FloatNode:
+		return n.Value, true
+	}
+	return 0, false
 }
 
 // eventArgs reads the literal arguments of count() and sum(): an event
@@ -249,6 +277,11 @@ func compileNum(n ast.Node) numFunc {
 	if f := numeric(n); f != nil {
 		return f
 	}
+	// customer.X, the commonest operand, is read as a number directly,
+	// one closure instead of two.
+	if slot, key, ok := attrCall(n); ok {
+		return func(e *Env) (float64, bool) { return number(e.attr(slot, key)) }
+	}
 	f := compileFast(n)
 	if f == nil {
 		return nil
@@ -303,33 +336,59 @@ func arithmetic(n *ast.BinaryNode) numFunc {
 	if l == nil || r == nil {
 		return nil
 	}
-	switch n.Operator {
-	case "+":
+	// A literal operand ("customer.churn_risk * 0.45") is captured, not
+	// called: fewer closures for a decision to call and keep in cache.
+	op := arithOps[n.Operator]
+	if y, ok := constNum(n.Right); ok {
 		return func(e *Env) (float64, bool) {
-			x, y, ok := numbers(e, l, r)
-			v := x + y
-			return v, ok && exact(v)
+			x, ok := l(e)
+			v, valid := op.apply(x, y)
+			return v, ok && valid
 		}
-	case "-":
+	}
+	if x, ok := constNum(n.Left); ok {
 		return func(e *Env) (float64, bool) {
-			x, y, ok := numbers(e, l, r)
-			v := x - y
-			return v, ok && exact(v)
-		}
-	case "*":
-		return func(e *Env) (float64, bool) {
-			x, y, ok := numbers(e, l, r)
-			v := x * y
-			return v, ok && exact(v)
+			y, ok := r(e)
+			v, valid := op.apply(x, y)
+			return v, ok && valid
 		}
 	}
 	return func(e *Env) (float64, bool) {
 		x, y, ok := numbers(e, l, r)
+		v, valid := op.apply(x, y)
+		return v, ok && valid
+	}
+}
+
+// arithOp is an arithmetic operator of the fast path.
+type arithOp uint8
+
+const (
+	opAdd arithOp = iota
+	opSub
+	opMul
+	opDiv
+)
+
+var arithOps = map[string]arithOp{"+": opAdd, "-": opSub, "*": opMul, "/": opDiv}
+
+// apply computes x op y as the closures of arithmetic do; valid is false
+// where the VM must decide (beyond 2^53, a division by zero).
+func (op arithOp) apply(x, y float64) (v float64, valid bool) {
+	switch op {
+	case opAdd:
+		v = x + y
+	case opSub:
+		v = x - y
+	case opMul:
+		v = x * y
+	default:
 		if y == 0 {
 			return 0, false
 		}
-		return x / y, ok
+		return x / y, true
 	}
+	return v, exact(v)
 }
 
 // number returns v as a float64 when it is a number.
@@ -510,27 +569,49 @@ func comparison(n *ast.BinaryNode) boolFunc {
 	if l == nil || r == nil {
 		return nil
 	}
-	switch n.Operator {
-	case "<":
+	// A literal side ("customer.ltv > 1994") is captured, as in
+	// arithmetic.
+	op := cmpOps[n.Operator]
+	if y, ok := constNum(n.Right); ok {
 		return func(e *Env) (bool, bool) {
-			x, y, ok := numbers(e, l, r)
-			return x < y, ok
+			x, ok := l(e)
+			return op.apply(x, y), ok
 		}
-	case "<=":
+	}
+	if x, ok := constNum(n.Left); ok {
 		return func(e *Env) (bool, bool) {
-			x, y, ok := numbers(e, l, r)
-			return x <= y, ok
-		}
-	case ">":
-		return func(e *Env) (bool, bool) {
-			x, y, ok := numbers(e, l, r)
-			return x > y, ok
+			y, ok := r(e)
+			return op.apply(x, y), ok
 		}
 	}
 	return func(e *Env) (bool, bool) {
 		x, y, ok := numbers(e, l, r)
-		return x >= y, ok
+		return op.apply(x, y), ok
 	}
+}
+
+// cmpOp is a comparison operator of the fast path.
+type cmpOp uint8
+
+const (
+	opLess cmpOp = iota
+	opLessEq
+	opGreater
+	opGreaterEq
+)
+
+var cmpOps = map[string]cmpOp{"<": opLess, "<=": opLessEq, ">": opGreater, ">=": opGreaterEq}
+
+func (op cmpOp) apply(x, y float64) bool {
+	switch op {
+	case opLess:
+		return x < y
+	case opLessEq:
+		return x <= y
+	case opGreater:
+		return x > y
+	}
+	return x >= y
 }
 
 // numbers evaluates both operands; ok is false unless both are numbers.

@@ -120,6 +120,14 @@ func TestFastMatchesVM(t *testing.T) {
   - id: a5
     placements: [p]
     score: 3 - customer.a1 * customer.a2 + 7 / 2
+  - id: a6
+    placements: [p]
+    when: 300 >= customer.ltv / 4 and 2 < count("view", "7d") or 0.5 <= customer.risk
+    score: 100 / customer.a1 - 2 * customer.a2
+  - id: a7
+    placements: [p]
+    when: 1000 > customer.ltv or customer.a2 >= 3 and customer.a1 < customer.a2
+    score: customer.ltv / 0 + 1
   - id: big1
     placements: [p]
     when: now.Unix() * 1000000000 + 1 > now.Unix() * 1000000000
