@@ -478,6 +478,10 @@ func compileBool(n ast.Node) boolFunc {
 		if n.Operator != "not" && n.Operator != "!" {
 			return nil
 		}
+		if idx, ok := segmentIndex(n.Node); ok {
+			// not segment(...), in one closure
+			return func(e *Env) (bool, bool) { return !e.f.Segment(idx), true }
+		}
 		x := compileBool(n.Node)
 		if x == nil {
 			return nil
@@ -512,16 +516,27 @@ func compileBool(n ast.Node) boolFunc {
 // segmentCall compiles segment() of a segment index (the rewriter's
 // segmentAtFn call); nil for any other call.
 func segmentCall(n *ast.CallNode) boolFunc {
-	id, ok := n.Callee.(*ast.IdentifierNode)
-	if !ok || id.Value != segmentAtFn || len(n.Arguments) != 1 {
-		return nil
-	}
-	i, ok := n.Arguments[0].(*ast.IntegerNode)
+	idx, ok := segmentIndex(n)
 	if !ok {
 		return nil
 	}
-	idx := i.Value
 	return func(e *Env) (bool, bool) { return e.f.Segment(idx), true }
+}
+
+// segmentIndex reads segment() of a segment index: the index.
+func segmentIndex(n ast.Node) (int, bool) {
+	c, ok := n.(*ast.CallNode)
+	if !ok || len(c.Arguments) != 1 {
+		return 0, false
+	}
+	if id, isID := c.Callee.(*ast.IdentifierNode); !isID || id.Value != segmentAtFn {
+		return 0, false
+	}
+	i, ok := c.Arguments[0].(*ast.IntegerNode)
+	if !ok {
+		return 0, false
+	}
+	return i.Value, true
 }
 
 // boxedBool is f as a fastFunc (a bool in an any does not allocate).
@@ -545,7 +560,18 @@ func logical(n *ast.BinaryNode) boolFunc {
 	if l == nil || r == nil {
 		return nil
 	}
-	if n.Operator == "and" || n.Operator == "&&" {
+	and := n.Operator == "and" || n.Operator == "&&"
+	// segment(...) and/or x, the commonest shape of an action's
+	// condition, in one closure.
+	if idx, ok := segmentIndex(n.Left); ok {
+		return func(e *Env) (bool, bool) {
+			if e.f.Segment(idx) != and {
+				return !and, true
+			}
+			return r(e)
+		}
+	}
+	if and {
 		return func(e *Env) (bool, bool) {
 			a, ok := l(e)
 			if !ok || !a {
