@@ -13,7 +13,9 @@
 #   4. event ingest (batches of 100, single events) and a decide run with a
 #      32 MiB cache (far smaller than the working set), closed loop, then
 #      open loop at half of it, and the ceiling alone at that rate;
-#   5. writes bench/results/<date>-<hash>[-quick].md, its SVG plots, and the
+#   5. the closed loops' decide requests through nudge's handler in process
+#      (nudge-bench handler), with the CPU's caches warm and swept;
+#   6. writes bench/results/<date>-<hash>[-quick].md, its SVG plots, and the
 #      raw JSON results in the directory of the same name.
 #
 # Only 127.0.0.1 is used. Every wait is bounded; every process started here
@@ -34,6 +36,7 @@ full)
 	warmup=${BENCH_WARMUP:-1s}      # before each measured run
 	serverwarm=${BENCH_SERVERWARM:-20s} # once per server start: fills the cache
 	benchtime=${BENCH_BENCHTIME:-1s}
+	handlerruns=(--warmup 100000 --requests 20000) # nudge-bench handler
 	suffix=""
 	;;
 quick)
@@ -43,6 +46,7 @@ quick)
 	warmup=${BENCH_WARMUP:-500ms}
 	serverwarm=${BENCH_SERVERWARM:-1s}
 	benchtime=${BENCH_BENCHTIME:-100ms}
+	handlerruns=(--warmup 10000 --requests 2000)
 	suffix="-quick"
 	;;
 *)
@@ -247,6 +251,17 @@ cmd "$nb" run --url "$url" "${common[@]}" "${metrics[@]}" --mode open --rate-fro
 counters "small-cache (--cache-mb $small_mb)"
 stop "$nudge_pid"
 floor small-cache "$raw/small-cache-closed.json"
+
+# The closed loops' requests through the handler in process, without the
+# network: a decision with the CPU's caches as the previous one left them,
+# and with 4 MiB written between two, as the load generator, the kernel and
+# the server's other work evict them in the runs above. The data is not
+# needed any more: these decisions record into it.
+echo "== decide through the handler in process, caches warm and swept"
+cmd "$nb" handler --data "$work/data" --rules testdata/storefront/rules --name demo \
+	--customers "$customers" "${handlerruns[@]}" | tee -a "$notes"
+cmd "$nb" handler --data "$work/data" --rules "$work/rules-1000" --placements "$placements1000" --name actions-1000 \
+	--customers "$customers" "${handlerruns[@]}" | tee -a "$notes"
 
 elapsed=$(($(date +%s) - started))
 echo "end-to-end wall time $elapsed s ($mode)" >>"$notes"

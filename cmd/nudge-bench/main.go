@@ -35,6 +35,7 @@ Commands:
   ceiling   serve a fixed decide-sized body: this machine's HTTP ceiling
   gen       generate customers straight into a nudge data directory
   rules     write a generated ruleset directory
+  handler   time decide through the HTTP handler in process, caches warm and swept
   report    write the Markdown report (and SVG plots) of a directory of results
   wait      wait until a URL answers 200
   freeport  print a free TCP port on 127.0.0.1
@@ -52,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func([]string, io.Writer, io.Writer) int{
 		"run": runLoad, "ceiling": runCeiling, "gen": runGen, "rules": runRules,
-		"report": runReport, "wait": runWait, "freeport": runFreePort,
+		"report": runReport, "wait": runWait, "freeport": runFreePort, "handler": runHandler,
 	}
 	f, ok := cmds[args[0]]
 	if !ok {

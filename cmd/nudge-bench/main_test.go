@@ -131,6 +131,36 @@ func TestRunAndReport(t *testing.T) {
 	}
 }
 
+// TestHandler times decisions through the handler on a small generated
+// data directory and the demo rules, and fails on a decide error.
+func TestHandler(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"gen", "--customers", "300", "--data", data}, &stdout, &stderr); code != 0 {
+		t.Fatalf("gen: exit %d: %s", code, stderr.String())
+	}
+	stdout.Reset()
+	args := []string{"handler", "--data", data, "--rules", "../../testdata/storefront/rules", "--customers", "300",
+		"--warmup", "50", "--requests", "30", "--sweep-mb", "1"}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("handler: exit %d: %s", code, stderr.String())
+	}
+	var warm, swept float64
+	var n int
+	if _, err := fmt.Sscanf(stdout.String(), "handler ../../testdata/storefront/rules: warm %fµs per request, swept (1 MiB between requests) %fµs per request, over %d requests each",
+		&warm, &swept, &n); err != nil || warm <= 0 || swept <= 0 || n != 30 {
+		t.Fatalf("output %q: %v", stdout.String(), err)
+	}
+	// A rules directory that does not load is an error.
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "actions.yaml"), []byte("actions: [{id: a, when: 'customer.'}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := run([]string{"handler", "--data", data, "--rules", bad}, &stdout, &stderr); code != 1 {
+		t.Errorf("rules that do not compile: exit %d, want 1", code)
+	}
+}
+
 func TestRunRejects(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	for _, args := range [][]string{
@@ -138,6 +168,8 @@ func TestRunRejects(t *testing.T) {
 		{"run", "--url", "http://10.1.2.3:80"},
 		{"run", "--mode", "open"}, // no rate
 		{"nonsense"},
+		{"handler", "--data", "x"}, // no rules
+		{"handler", "--data", "x", "--rules", "y", "--sweep-mb", "0"},
 	} {
 		if code := run(args, &stdout, &stderr); code == 0 {
 			t.Errorf("%v: exit 0", args)
