@@ -327,31 +327,38 @@ func exactInt(i int) bool { return i >= -maxExact && i <= maxExact }
 // computes integers (count(), now.Unix(), literals) as integers.
 // A quotient is a float64 in the VM too.
 func arithmetic(n *ast.BinaryNode) numFunc {
-	switch n.Operator {
-	case "+", "-", "*", "/":
-	default:
-		return nil
-	}
-	l, r := compileNum(n.Left), compileNum(n.Right)
-	if l == nil || r == nil {
+	op, ok := arithOps[n.Operator]
+	if !ok {
 		return nil
 	}
 	// A literal operand ("customer.churn_risk * 0.45") is captured, not
-	// called: fewer closures for a decision to call and keep in cache.
-	op := arithOps[n.Operator]
-	if y, ok := constNum(n.Right); ok {
+	// compiled and called: fewer closures for a decision to call and keep
+	// in cache.
+	if y, isConst := constNum(n.Right); isConst {
+		l := compileNum(n.Left)
+		if l == nil {
+			return nil
+		}
 		return func(e *Env) (float64, bool) {
 			x, ok := l(e)
 			v, valid := op.apply(x, y)
 			return v, ok && valid
 		}
 	}
-	if x, ok := constNum(n.Left); ok {
+	if x, isConst := constNum(n.Left); isConst {
+		r := compileNum(n.Right)
+		if r == nil {
+			return nil
+		}
 		return func(e *Env) (float64, bool) {
 			y, ok := r(e)
 			v, valid := op.apply(x, y)
 			return v, ok && valid
 		}
+	}
+	l, r := compileNum(n.Left), compileNum(n.Right)
+	if l == nil || r == nil {
+		return nil
 	}
 	return func(e *Env) (float64, bool) {
 		x, y, ok := numbers(e, l, r)
@@ -556,20 +563,24 @@ func boxedBool(f boolFunc) fastFunc {
 // logical compiles and and or, which evaluate their right operand only
 // when the left one does not decide, as the VM does.
 func logical(n *ast.BinaryNode) boolFunc {
-	l, r := compileBool(n.Left), compileBool(n.Right)
-	if l == nil || r == nil {
-		return nil
-	}
 	and := n.Operator == "and" || n.Operator == "&&"
 	// segment(...) and/or x, the commonest shape of an action's
 	// condition, in one closure.
 	if idx, ok := segmentIndex(n.Left); ok {
+		r := compileBool(n.Right)
+		if r == nil {
+			return nil
+		}
 		return func(e *Env) (bool, bool) {
 			if e.f.Segment(idx) != and {
 				return !and, true
 			}
 			return r(e)
 		}
+	}
+	l, r := compileBool(n.Left), compileBool(n.Right)
+	if l == nil || r == nil {
+		return nil
 	}
 	if and {
 		return func(e *Env) (bool, bool) {
@@ -591,24 +602,35 @@ func logical(n *ast.BinaryNode) boolFunc {
 
 // comparison compiles <, <=, > and >= over numbers.
 func comparison(n *ast.BinaryNode) boolFunc {
-	l, r := compileNum(n.Left), compileNum(n.Right)
-	if l == nil || r == nil {
+	op, ok := cmpOps[n.Operator]
+	if !ok {
 		return nil
 	}
 	// A literal side ("customer.ltv > 1994") is captured, as in
 	// arithmetic.
-	op := cmpOps[n.Operator]
-	if y, ok := constNum(n.Right); ok {
+	if y, isConst := constNum(n.Right); isConst {
+		l := compileNum(n.Left)
+		if l == nil {
+			return nil
+		}
 		return func(e *Env) (bool, bool) {
 			x, ok := l(e)
 			return op.apply(x, y), ok
 		}
 	}
-	if x, ok := constNum(n.Left); ok {
+	if x, isConst := constNum(n.Left); isConst {
+		r := compileNum(n.Right)
+		if r == nil {
+			return nil
+		}
 		return func(e *Env) (bool, bool) {
 			y, ok := r(e)
 			return op.apply(x, y), ok
 		}
+	}
+	l, r := compileNum(n.Left), compileNum(n.Right)
+	if l == nil || r == nil {
+		return nil
 	}
 	return func(e *Env) (bool, bool) {
 		x, y, ok := numbers(e, l, r)
