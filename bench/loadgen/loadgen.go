@@ -173,7 +173,8 @@ type Config struct {
 	ServerMetrics string
 }
 
-func (c *Config) ensureDefaults() {
+// EnsureDefaults fills in the zero fields with their defaults (Run does).
+func (c *Config) EnsureDefaults() {
 	if c.Mode == "" {
 		c.Mode = ModeClosed
 	}
@@ -368,7 +369,7 @@ func classify(err error) string {
 // Run runs cfg until its warmup and duration are over (or ctx is done) and
 // returns the measurements of the measured part.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	cfg.ensureDefaults()
+	cfg.EnsureDefaults()
 	host, err := cfg.validate()
 	if err != nil {
 		return nil, err
@@ -577,19 +578,26 @@ func (c *conn) send(due time.Time, measured bool) string {
 }
 
 func (c *conn) appendDecide(b []byte, customer int) []byte {
+	return c.cfg.AppendDecide(b, customer, c.rng.IntN(len(c.cfg.Placements)))
+}
+
+// AppendDecide appends the body of the decide request the load generator
+// sends for customer index customer: PerRequest of the Placements from
+// index first on (wrapping), Channel, and a fixed context. The defaults
+// must be filled in.
+func (c *Config) AppendDecide(b []byte, customer, first int) []byte {
 	b = append(b, `{"customer_id":"`...)
-	b = fmt.Appendf(b, c.cfg.IDFormat, customer)
+	b = fmt.Appendf(b, c.IDFormat, customer)
 	b = append(b, `","placements":[`...)
-	p := c.cfg.Placements
-	first := c.rng.IntN(len(p))
-	for i := range c.cfg.PerRequest {
+	p := c.Placements
+	for i := range c.PerRequest {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = strconv.AppendQuote(b, p[(first+i)%len(p)])
 	}
 	b = append(b, `],"channel":`...)
-	b = strconv.AppendQuote(b, c.cfg.Channel)
+	b = strconv.AppendQuote(b, c.Channel)
 	b = append(b, `,"context":{"page":"/","device":"mobile"}}`...)
 	return b
 }

@@ -30,7 +30,7 @@ func runHandler(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("handler", handlerHelp, stderr)
 	data := fs.String("data", "", "data directory (required; decisions are recorded into it)")
 	rulesDir := fs.String("rules", "", "rules directory (required)")
-	placements := fs.String("placements", "home_hero,product_page,cart_sidebar,checkout_banner", "placements, comma-separated; each request asks for two consecutive ones")
+	placements := fs.String("placements", "", "placements, comma-separated; each request asks for two consecutive ones (default: the demo storefront's, as nudge-bench run)")
 	customers := fs.Int("customers", 1_000_000, "customer ids are drawn from 0 to this, as nudge-bench gen numbers them")
 	zipfS := fs.Float64("zipf", 1.1, "Zipf exponent of the customer ids (> 1)")
 	warmup := fs.Int("warmup", 100_000, "requests before measuring (filling the customer cache)")
@@ -41,8 +41,10 @@ func runHandler(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	ps := splitList(*placements)
-	if *data == "" || *rulesDir == "" || fs.NArg() != 0 || len(ps) < 2 || *customers < 1 ||
+	// The load generator's requests: its defaults, these placements.
+	cfg := loadgen.Config{Placements: splitList(*placements), Customers: *customers, ZipfS: *zipfS}
+	cfg.EnsureDefaults()
+	if *data == "" || *rulesDir == "" || fs.NArg() != 0 || len(cfg.Placements) < cfg.PerRequest || *customers < 1 ||
 		*warmup < 0 || *n < 1 || *sweepMB < 1 || *sweepMB > 1024 {
 		fs.Usage()
 		return 2
@@ -65,7 +67,7 @@ func runHandler(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rng := rand.New(rand.NewPCG(*seed, 0))
-	zipf, err := loadgen.NewZipf(rng, *zipfS, *customers)
+	zipf, err := loadgen.NewZipf(rng, cfg.ZipfS, cfg.Customers)
 	if err != nil {
 		fmt.Fprintf(stderr, "nudge-bench handler: %v\n", err)
 		return 2
@@ -76,10 +78,7 @@ func runHandler(args []string, stdout, stderr io.Writer) int {
 	h := &handlerBench{handle: srv.Handler(), sweep: make([]byte, *sweepMB<<20)}
 	// As many distinct requests as a run measures, built beforehand.
 	for range min(*n, 1<<16) {
-		first := rng.IntN(len(ps))
-		body := fmt.Appendf(nil, `{"customer_id":"c-%07d","placements":[%q,%q],"channel":"web","context":{"page":"/","device":"mobile"}}`,
-			zipf.Next(), ps[first], ps[(first+1)%len(ps)])
-		h.add(body)
+		h.add(cfg.AppendDecide(nil, zipf.Next(), rng.IntN(len(cfg.Placements))))
 	}
 	if _, err := h.run(*warmup, false); err != nil {
 		fmt.Fprintf(stderr, "nudge-bench handler: %v\n", err)
