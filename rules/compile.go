@@ -99,10 +99,15 @@ func (l *loader) compileExpr(f *srcFile, n *node, src string, base int, kind exp
 // compileClosures compiles the expression's fast closures (fast.go) from
 // its runtime program.
 func (x *Expr) compileClosures() {
+	n := x.program.Node()
 	if x.isConstant {
+		// Run answers a constant; a literal score is a number the
+		// gates read without the Expr, as every other number.
+		if x.kind == scoreExpr {
+			x.num = numeric(n)
+		}
 		return
 	}
-	n := x.program.Node()
 	switch x.kind {
 	case condExpr:
 		// A condition that is not a boolean is the VM's error:

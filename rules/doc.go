@@ -48,7 +48,10 @@
 // by one pass over the customer's record at the first read, not searched
 // for one by one. The closures are compiled last, in the order decisions
 // run them, so that a placement's candidates' closures lie together in
-// memory (loader.buildGates).
+// memory (loader.buildGates). A placement's Gates hold what a decision
+// reads of each candidate (schedule, condition, score, and a Guard of
+// policies, caps and budget that actions with the same share), so that it
+// reads an Action only for the candidates it selects.
 //
 // The version of a ruleset is a hash of its files' relative paths and
 // contents: the same files give the same version wherever they live.

@@ -1105,10 +1105,38 @@ func (l *loader) buildGates() {
 	for _, s := range l.rs.Segments {
 		l.rs.SegmentConds = append(l.rs.SegmentConds, newCond(s.When))
 	}
+	guards := l.guards()
 	for _, p := range l.rs.Placements {
 		p.Gates = make([]Gate, len(p.Candidates))
 		for i, a := range p.Candidates {
-			p.Gates[i] = newGate(a)
+			p.Gates[i] = newGate(a, guards[a.Index])
 		}
 	}
+}
+
+// guards fills Ruleset.Guards with the distinct guards of the actions and
+// returns each action's (by Action.Index). Equal guards share their
+// slices too: the engine reads those of the few distinct ones only.
+func (l *loader) guards() []*Guard {
+	key := func(a *Action) string {
+		return fmt.Sprint(a.SuppressedBy, a.Caps, a.CappedBy, a.Budget != nil)
+	}
+	index := map[string]int{}
+	of := make([]int, len(l.rs.Actions))
+	for i, a := range l.rs.Actions {
+		k := key(a)
+		j, ok := index[k]
+		if !ok {
+			j = len(l.rs.Guards)
+			index[k] = j
+			l.rs.Guards = append(l.rs.Guards, Guard{SuppressedBy: a.SuppressedBy, Caps: a.Caps,
+				CappedBy: a.CappedBy, Budget: a.Budget != nil})
+		}
+		of[i] = j
+	}
+	out := make([]*Guard, len(of))
+	for i, j := range of {
+		out[i] = &l.rs.Guards[j]
+	}
+	return out
 }
