@@ -140,6 +140,7 @@ type PlacementResult struct {
 // Item is one decided action.
 type Item struct {
 	Action     *rules.Action
+	Name       store.Name // Action.ID's, as store.Intern gives it
 	Channel    string
 	Score      float64
 	Content    any // map[string]any, shared when static: do not modify
@@ -604,7 +605,7 @@ func (st *state) decidePlacement(name string, d *Decision) {
 			}
 			taken++
 			st.chosen = append(st.chosen, c.action)
-			it := Item{Action: c.action, Channel: c.channel, Score: c.score}
+			it := Item{Action: c.action, Name: st.names[c.action.Index], Channel: c.channel, Score: c.score}
 			content := c.action.Content
 			if variant != nil {
 				it.Experiment, it.Variant = c.action.Experiment.ID, variant.Name
@@ -645,7 +646,7 @@ func (st *state) fallback(p *rules.Placement, res *PlacementResult, d *Decision)
 		}
 	}
 	st.chosen = append(st.chosen, a)
-	res.Items = append(res.Items, Item{Action: a, Channel: ch, Content: st.render(a.Content), Fallback: true})
+	res.Items = append(res.Items, Item{Action: a, Name: st.names[a.Index], Channel: ch, Content: st.render(a.Content), Fallback: true})
 	if !st.req.Explain {
 		return
 	}

@@ -280,7 +280,7 @@ func (s *Server) record(c *decideCall, now int64) {
 	for i := range d.Placements {
 		for j := range d.Placements[i].Items {
 			it := &d.Placements[i].Items[j]
-			contacts = append(contacts, store.Contact{Action: store.Intern(it.Action.ID), Outcome: store.Served, Channel: s.channelName(it.Channel), At: now})
+			contacts = append(contacts, store.Contact{Action: it.Name, Outcome: store.Served, Channel: s.channelName(it.Channel), At: now})
 			stats = append(stats, store.StatDelta{Action: it.Action.ID, Variant: it.Variant, Outcome: store.Served, At: now})
 		}
 	}
