@@ -554,7 +554,9 @@ func TestServeLog(t *testing.T) {
 }
 
 // TestContactNames: contacts decoded from different logs, each by its
-// own decoder, hold the same names, the store's for those strings.
+// own decoder, hold the same names, the store's for those strings; a
+// decoder that decoded a log before (decoderPool) decodes the next as a
+// new one does.
 func TestContactNames(t *testing.T) {
 	log := appendContacts(nil, []store.Contact{{Action: store.Intern("shared-action-x"), Channel: store.Intern("web")}, {Action: store.Intern("shared-action-x"), Channel: store.Intern("email")}})
 	var a, b contactDecoder
@@ -581,6 +583,15 @@ func TestContactNames(t *testing.T) {
 	}
 	if cb[2].Action.String() != "action-of-another-process" || cb[2].Channel.String() != "kiosk" {
 		t.Errorf("new names decoded as %q, %q", cb[2].Action, cb[2].Channel)
+	}
+	for range 2 {
+		again, err := a.decodeContacts(nil, append(slices.Clone(log), other...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(again, cb) {
+			t.Errorf("a used decoder decoded %v; want %v", again, cb)
+		}
 	}
 }
 
