@@ -148,11 +148,7 @@ func (s *Server) handleDecide(ctx *fasthttp.RequestCtx) error {
 	}
 	s.record(c, now.UnixNano())
 	for i := range c.dec.Placements {
-		name := c.dec.Placements[i].Name
-		if rs.Placements[name] == nil {
-			name = "other"
-		}
-		s.m.decisions.WithLabelValues(name).Inc()
+		s.m.decided(rs, c.dec.Placements[i].Name)
 	}
 	c.buf = appendDecision(c.buf[:0], &c.req, &c.dec, rs)
 	c.buf = append(c.buf, "}\n"...)

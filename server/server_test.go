@@ -572,10 +572,18 @@ func TestRulesAndReload(t *testing.T) {
 		t.Errorf("last_error %v", m["last_error"])
 	}
 
+	// A placement the ruleset lacks counts as other, and under its name
+	// once a reload adds it.
+	h.do("POST", "/v1/decide", `{"customer_id":"x","placement":"side_slot"}`)
 	h.src.mu.Lock()
-	h.src.next = testRules + "\n# changed\n"
+	h.src.next = testRules + "  side_slot: {limit: 1}\n# changed\n"
 	h.src.mu.Unlock()
 	m = h.ok(h.do("POST", "/v1/rules/reload", ""), 200)
+	h.do("POST", "/v1/decide", `{"customer_id":"x","placement":"side_slot"}`)
+	if h.metric("nudge_decisions_total", "placement", "other") != 1 || h.metric("nudge_decisions_total", "placement", "side_slot") != 1 {
+		t.Errorf("decisions counted as other %v and side_slot %v; want 1 each", h.metric("nudge_decisions_total", "placement", "other"),
+			h.metric("nudge_decisions_total", "placement", "side_slot"))
+	}
 	if nv, _ := m["version"].(string); nv == "" || nv == v || nv != h.src.Current().Version {
 		t.Errorf("reload answered %v", m)
 	}
