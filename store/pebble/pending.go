@@ -213,6 +213,23 @@ func (p *pending) stage(b *pebble.Batch, stripe int) error {
 		main = true
 		p.size.Add(-int64(p.logs.drop(key)))
 	}
+	p.counted(stripe, main)
+	return nil
+}
+
+// stageAppend is stage of a write that appends value to the log under
+// key and does nothing else (Store.write, for Record), without a batch.
+func (p *pending) stageAppend(key, value []byte, stripe int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.logs.add(key, value)
+	p.size.Add(int64(len(value)))
+	p.counted(stripe, false)
+}
+
+// counted counts a write staged for a customer of stripe, main if it
+// staged anything but log appends (p.mu is held).
+func (p *pending) counted(stripe int, main bool) {
 	p.n++
 	if main {
 		p.stripes = append(p.stripes, uint16(stripe))
@@ -222,7 +239,6 @@ func (p *pending) stage(b *pebble.Batch, stripe int) error {
 		p.perLog[stripe].Add(1)
 	}
 	p.count.Add(1)
-	return nil
 }
 
 // staged appends to dst what is staged for the log under key and returns

@@ -610,3 +610,46 @@ func TestAppends(t *testing.T) {
 		t.Errorf("a dropped key came back: %q", g)
 	}
 }
+
+// TestStageAppendCounts: a Record that only appends to a cached
+// customer's log is staged without a batch (stageAppend), and counts as
+// stage counts a staged log write: the writes, its stripe's log writes,
+// its bytes; passing the byte bound makes what is staged full, and an
+// apply takes it all back to zero.
+func TestStageAppendCounts(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), SyncInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Now().UnixNano()
+	if err := s.Record("u", []store.Contact{served("a", now)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pend.drain(); err != nil {
+		t.Fatal(err)
+	}
+	p, st := s.pend, s.stripe("u")
+	ct := served(strings.Repeat("x", 400), now)
+	stageOnly(t, s, "u", ct)
+	want := int64(len(appendContacts(nil, []store.Contact{ct})))
+	if p.count.Load() != 1 || p.perLog[st].Load() != 1 || p.perMain[st].Load() != 0 || p.size.Load() != want {
+		t.Fatalf("staged: count %d, log writes %d, main writes %d, bytes %d; want 1, 1, 0, %d",
+			p.count.Load(), p.perLog[st].Load(), p.perMain[st].Load(), p.size.Load(), want)
+	}
+	for n := 1; !p.full(1); n++ {
+		if n > maxStaged {
+			t.Fatalf("not full after %d appends of %d bytes", n, want)
+		}
+		p.stageAppend(keyHistory(nil, "u"), appendContacts(nil, []store.Contact{ct}), st)
+	}
+	if p.count.Load() >= maxStaged {
+		t.Fatalf("full by its count (%d), not its bytes", p.count.Load())
+	}
+	if err := p.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if p.count.Load() != 0 || p.perLog[st].Load() != 0 || p.size.Load() != 0 {
+		t.Errorf("after the apply: count %d, log writes %d, bytes %d; want 0", p.count.Load(), p.perLog[st].Load(), p.size.Load())
+	}
+}

@@ -785,6 +785,12 @@ type change struct {
 	partial bool
 }
 
+// appendsOnly reports whether ch writes nothing but contacts appended to
+// the customer's log (Record's common write).
+func (ch *change) appendsOnly() bool {
+	return ch.c != nil && !ch.main && !ch.replace && len(ch.added) > 0
+}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // stage adds ch to b, using *buf as scratch space: the batch copies what
@@ -881,9 +887,23 @@ func (s *Store) write(changes []change, durable bool) (wait func() error, err er
 			s.gens[s.stripe(changes[i].id)].Add(1)
 		}
 	}()
-	b := s.db.NewBatch()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
+	if !durable && len(changes) == 1 && changes[0].appendsOnly() {
+		// Record's common write, an append to a log and nothing else,
+		// is staged as such, without a batch to encode it into and
+		// read it back from.
+		ch := &changes[0]
+		log := appendContacts((*bp)[:0], ch.added)
+		key := keyHistory(log[len(log):], ch.id)
+		*bp = log[:0]
+		s.pend.stageAppend(key, log, s.stripe(ch.id))
+		if !ch.partial {
+			s.cacheLocked(ch.id, ch.e, ch.c, ch.size)
+		}
+		return s.pend.afterStage, nil
+	}
+	b := s.db.NewBatch()
 	for i := range changes {
 		if err := stage(b, &changes[i], bp); err != nil {
 			b.Close()
