@@ -98,7 +98,7 @@ type Expr struct {
 	isConstant bool
 	fast       fastFunc
 	// num is the fast closure of a score that is always a number
-	// (arithmetic, count(), sum(), days_since()): FastNumber.
+	// (a literal, arithmetic, count(), sum(), days_since()): FastNumber.
 	num numFunc
 	// cond is the fast closure of a condition: FastBool.
 	cond   boolFunc
