@@ -112,8 +112,8 @@ func (x *Expr) compileClosures() {
 	case condExpr:
 		// A condition that is not a boolean is the VM's error:
 		// compileBool defers it.
-		x.cond = compileBool(n)
-		x.fast = boxedBool(x.cond)
+		x.cond = compileCond(n)
+		x.fast = boxedBool(compileBool(n))
 	case scoreExpr:
 		x.num = numeric(n)
 		x.fast = compileFast(n)

@@ -41,14 +41,19 @@
 // Arithmetic and comparisons pass float64s between closures, and a score
 // that is always a number answers through Expr.FastNumber, so that no
 // step boxes a number: the fast path allocates nothing per candidate.
-// Conditions pass bools the same way (Expr.FastBool). The attributes and
+// A condition's fast path is a small program (cond.go): its commonest
+// tests (segment(), customer.X with or without its default, count(),
+// sum() and days_since() compared with a literal, customer.X == "s") are
+// instructions, and and, or and not are jumps between them; any other
+// test is a closure. The attributes and
 // the count(), sum() and days_since() calls the fast path reads are
 // remembered for the decision (Env.attr, Env.call), by slots numbered at
 // compile time. Attributes a store keeps encoded (AttrScanner) are placed
 // by one pass over the customer's record at the first read, not searched
 // for one by one. The closures are compiled last, in the order decisions
 // run them, so that a placement's candidates' closures lie together in
-// memory (loader.buildGates). A placement's Gates hold what a decision
+// memory, and the conditions' programs are copied into one array in the
+// same order (loader.buildGates). A placement's Gates hold what a decision
 // reads of each candidate (schedule, condition, score, and a Guard of
 // policies, caps and budget that actions with the same share), so that it
 // reads an Action only for the candidates it selects.

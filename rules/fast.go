@@ -11,7 +11,9 @@ import (
 // count() and sum() with literal arguments, days_since(), and, or, not,
 // ??, numeric comparisons and arithmetic, a ternary between numbers,
 // int() of a number, == and != on strings, and in over a constant list.
-// It answers without the VM's fixed cost per run.
+// It answers without the VM's fixed cost per run. A boolean (a condition,
+// and, or, not, a comparison) is a program of tests (cond.go), in a
+// closure where an expression needs one.
 //
 // It never decides anything the VM would decide differently: whenever a
 // value is not of the kind it handles (a missing attribute compared with
@@ -162,6 +164,45 @@ func attrCall(n ast.Node) (slot int, key string, ok bool) {
 	return attrSlot(key), key, true
 }
 
+// attrRead reads customer.X, or customer.X ?? d for a literal d (the
+// rewriter's form of an attribute the schema gives a default, or a rule's
+// own "customer.favorite ?? \"\""): the memo slot, the key and the
+// default (nil without one).
+func attrRead(n ast.Node) (slot int, key string, dflt any, ok bool) {
+	if b, isBin := n.(*ast.BinaryNode); isBin && b.Operator == "??" {
+		if dflt, ok = constantOf(b.Right); !ok || dflt == nil {
+			return 0, "", nil, false
+		}
+		slot, key, ok = attrCall(b.Left)
+		return slot, key, dflt, ok
+	}
+	slot, key, ok = attrCall(n)
+	return slot, key, nil, ok
+}
+
+// attrNumber reads customer.X (?? d) as a number: the slot, key and
+// default of attrRead, when the default is none or a number the fast
+// path computes with exactly.
+func attrNumber(n ast.Node) (slot int, key string, dflt any, ok bool) {
+	slot, key, dflt, ok = attrRead(n)
+	switch d := dflt.(type) {
+	case nil, float64:
+		return slot, key, dflt, ok
+	case int:
+		return slot, key, dflt, ok && exactInt(d)
+	}
+	return 0, "", nil, false
+}
+
+// attrOr is the attribute in memo slot slot, or dflt when the customer
+// has none (customer.X ?? d).
+func (e *Env) attrOr(slot int, key string, dflt any) any {
+	if v := e.attr(slot, key); v != nil {
+		return v
+	}
+	return dflt
+}
+
 // constNum reads a number literal the fast path computes with exactly.
 func constNum(n ast.Node) (float64, bool) {
 	switch n := n.(type) {
@@ -283,10 +324,10 @@ func compileNum(n ast.Node) numFunc {
 	if f := numeric(n); f != nil {
 		return f
 	}
-	// customer.X, the commonest operand, is read as a number directly,
-	// one closure instead of two.
-	if slot, key, ok := attrCall(n); ok {
-		return func(e *Env) (float64, bool) { return number(e.attr(slot, key)) }
+	// customer.X (?? d), the commonest operand, is read as a number
+	// directly, one closure instead of two (four with a default).
+	if slot, key, dflt, ok := attrNumber(n); ok {
+		return func(e *Env) (float64, bool) { return number(e.attrOr(slot, key, dflt)) }
 	}
 	f := compileFast(n)
 	if f == nil {
@@ -482,48 +523,15 @@ func fastBinary(n *ast.BinaryNode) fastFunc {
 // type of an any at every step.
 type boolFunc func(e *Env) (v, ok bool)
 
-// compileBool compiles n as an operand that must be a boolean: and, or,
-// not, comparisons and segment() directly, any other fast closure
-// through a type check (ok is false when its value is not a bool).
+// compileBool compiles n as an operand that must be a boolean: its
+// program (cond.go) in a closure, whose ok is false when its value is not
+// a bool.
 func compileBool(n ast.Node) boolFunc {
-	switch n := n.(type) {
-	case *ast.UnaryNode:
-		if n.Operator != "not" && n.Operator != "!" {
-			return nil
-		}
-		if idx, ok := segmentIndex(n.Node); ok {
-			// not segment(...), in one closure
-			return func(e *Env) (bool, bool) { return !e.f.Segment(idx), true }
-		}
-		x := compileBool(n.Node)
-		if x == nil {
-			return nil
-		}
-		return func(e *Env) (bool, bool) {
-			v, ok := x(e)
-			return !v, ok
-		}
-	case *ast.CallNode:
-		if f := segmentCall(n); f != nil {
-			return f
-		}
-	case *ast.BinaryNode:
-		switch n.Operator {
-		case "and", "&&", "or", "||":
-			return logical(n)
-		case "<", "<=", ">", ">=":
-			return comparison(n)
-		}
-	}
-	f := compileFast(n)
-	if f == nil {
+	code := compileCond(n)
+	if code == nil {
 		return nil
 	}
-	return func(e *Env) (bool, bool) {
-		v, ok := f(e)
-		b, isBool := v.(bool)
-		return b, ok && isBool
-	}
+	return func(e *Env) (bool, bool) { return runCond(code, e) }
 }
 
 // segmentCall compiles segment() of a segment index (the rewriter's
@@ -566,59 +574,15 @@ func boxedBool(f boolFunc) fastFunc {
 	}
 }
 
-// logical compiles and and or, which evaluate their right operand only
-// when the left one does not decide, as the VM does.
-func logical(n *ast.BinaryNode) boolFunc {
-	and := n.Operator == "and" || n.Operator == "&&"
-	// segment(...) and/or x, the commonest shape of an action's
-	// condition, in one closure.
-	if idx, ok := segmentIndex(n.Left); ok {
-		r := compileBool(n.Right)
-		if r == nil {
-			return nil
-		}
-		return func(e *Env) (bool, bool) {
-			if e.f.Segment(idx) != and {
-				return !and, true
-			}
-			return r(e)
-		}
+// comparison compiles, as a closure, a comparison of numbers that is not
+// one of cmpTest's instructions ("customer.a > customer.b",
+// "customer.a * 2 > 1"). A literal side is captured, as in arithmetic.
+func comparison(n *ast.BinaryNode, op cmpOp) boolFunc {
+	if c, isConst := constNum(n.Right); isConst {
+		return cmpLiteral(compileNum(n.Left), op, c)
 	}
-	l, r := compileBool(n.Left), compileBool(n.Right)
-	if l == nil || r == nil {
-		return nil
-	}
-	if and {
-		return func(e *Env) (bool, bool) {
-			a, ok := l(e)
-			if !ok || !a {
-				return false, ok
-			}
-			return r(e)
-		}
-	}
-	return func(e *Env) (bool, bool) {
-		a, ok := l(e)
-		if !ok || a {
-			return a, ok
-		}
-		return r(e)
-	}
-}
-
-// comparison compiles <, <=, > and >= over numbers.
-func comparison(n *ast.BinaryNode) boolFunc {
-	op, ok := cmpOps[n.Operator]
-	if !ok {
-		return nil
-	}
-	// A literal side ("customer.ltv > 1994") is captured, as in
-	// arithmetic.
-	if y, isConst := constNum(n.Right); isConst {
-		return cmpLiteral(n.Left, op, y, false)
-	}
-	if x, isConst := constNum(n.Left); isConst {
-		return cmpLiteral(n.Right, op, x, true)
+	if c, isConst := constNum(n.Left); isConst {
+		return cmpLiteral(compileNum(n.Right), op.mirror(), c)
 	}
 	l, r := compileNum(n.Left), compileNum(n.Right)
 	if l == nil || r == nil {
@@ -630,42 +594,10 @@ func comparison(n *ast.BinaryNode) boolFunc {
 	}
 }
 
-// cmpLiteral compiles the comparison of n with the literal c, c on the
-// left if litLeft. When n is customer.X or a remembered call (count(),
-// sum(), days_since()), the commonest conditions ("customer.ltv > 1994",
-// "count(\"view\", \"7d\") > 1"), it is one closure, where an operand
-// compiled apart would be a second: on 1,000 actions each closure a
-// decision calls is likely a miss of the CPU's caches.
-func cmpLiteral(n ast.Node, op cmpOp, c float64, litLeft bool) boolFunc {
-	if slot, key, ok := attrCall(n); ok {
-		if litLeft {
-			return func(e *Env) (bool, bool) {
-				x, ok := number(e.attr(slot, key))
-				return op.apply(c, x), ok
-			}
-		}
-		return func(e *Env) (bool, bool) {
-			x, ok := number(e.attr(slot, key))
-			return op.apply(x, c), ok
-		}
-	}
-	if call, isCall := n.(*ast.CallNode); isCall {
-		if slot, ask, ok := memoCall(call); ok {
-			if litLeft {
-				return func(e *Env) (bool, bool) { return op.apply(c, e.call(slot, ask)), true }
-			}
-			return func(e *Env) (bool, bool) { return op.apply(e.call(slot, ask), c), true }
-		}
-	}
-	f := compileNum(n)
+// cmpLiteral is f(e) op c.
+func cmpLiteral(f numFunc, op cmpOp, c float64) boolFunc {
 	if f == nil {
 		return nil
-	}
-	if litLeft {
-		return func(e *Env) (bool, bool) {
-			x, ok := f(e)
-			return op.apply(c, x), ok
-		}
 	}
 	return func(e *Env) (bool, bool) {
 		x, ok := f(e)
@@ -684,6 +616,20 @@ const (
 )
 
 var cmpOps = map[string]cmpOp{"<": opLess, "<=": opLessEq, ">": opGreater, ">=": opGreaterEq}
+
+// mirror is the operator that compares y with x as op compares x with y:
+// x < y is y > x (false both ways for NaN).
+func (op cmpOp) mirror() cmpOp {
+	switch op {
+	case opLess:
+		return opGreater
+	case opLessEq:
+		return opGreaterEq
+	case opGreater:
+		return opLess
+	}
+	return opLessEq
+}
 
 func (op cmpOp) apply(x, y float64) bool {
 	switch op {
@@ -782,7 +728,7 @@ func (x *Expr) FastBool(e *Env) (v, ok bool) {
 	if x.cond == nil {
 		return false, false
 	}
-	return x.cond(e)
+	return runCond(x.cond, e)
 }
 
 // FastNumber evaluates a score that is always a number (arithmetic,

@@ -141,6 +141,44 @@ func TestFastMatchesVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	sets = append(sets, arith)
+	// Attributes with defaults (customer.X ?? d) in every test a
+	// condition's program has an instruction for, and a rule's own ??.
+	defaults, err := Compile([]File{{Name: "schema.yaml", Data: []byte(`attributes:
+  ltv: {type: number, default: 0}
+  risk: {type: number, default: 0.5}
+  big: {type: number, default: 9007199254740993}
+  tier: {type: string, default: bronze}
+  favorite: {type: string}
+  a1: {type: number}
+`)}, {Name: "actions.yaml", Data: []byte(`actions:
+  - id: d1
+    placements: [p]
+    when: customer.tier == "gold" or customer.ltv > 1994
+    score: customer.risk * 0.45 + customer.ltv
+  - id: d2
+    placements: [p]
+    when: '"silver" != customer.tier and 0.5 < customer.risk'
+    score: customer.big + 1
+  - id: d3
+    placements: [p]
+    when: not (customer.tier == "bronze") and customer.big > 1 or customer.a1 >= 300
+  - id: d4
+    placements: [p]
+    when: (customer.favorite ?? "") != "" and (customer.a1 ?? 7) <= 7 and (customer.ltv ?? 5) < 1000
+    score: (customer.a1 ?? 2) * customer.ltv
+  - id: d5
+    placements: [p]
+    when: segment("s") and count("view", "7d") > 1 or not segment("s") and 5 <= sum("purchase", "90d")
+  - id: d6
+    placements: [p]
+    when: customer.big > 9007199254740992 or (customer.a1 ?? 9007199254740993) > 9007199254740992
+`)}, {Name: "segments.yaml", Data: []byte(`segments:
+  s: customer.tier != "platinum" and days_since("purchase") < 30
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets = append(sets, defaults)
 	if len(sets) < 5 {
 		t.Fatalf("only %d rulesets to compare on", len(sets))
 	}

@@ -1102,16 +1102,53 @@ func (l *loader) buildGates() {
 		}
 	}
 	l.rs.Expressions(closures)
+	// The conditions' programs, copied into one array in the same order.
+	size := 0
 	for _, s := range l.rs.Segments {
-		l.rs.SegmentConds = append(l.rs.SegmentConds, newCond(s.When))
+		size += s.When.condSize()
+	}
+	for _, p := range l.rs.Placements {
+		for _, a := range p.Candidates {
+			size += a.When.condSize()
+		}
+	}
+	conds := condArena(make([]instr, 0, size))
+	for _, s := range l.rs.Segments {
+		l.rs.SegmentConds = append(l.rs.SegmentConds, conds.cond(s.When))
 	}
 	guards := l.guards()
 	for _, p := range l.rs.Placements {
 		p.Gates = make([]Gate, len(p.Candidates))
 		for i, a := range p.Candidates {
-			p.Gates[i] = newGate(a, guards[a.Index])
+			p.Gates[i] = newGate(a, conds.cond(a.When), guards[a.Index])
 		}
 	}
+}
+
+// condArena is the array of the programs of Ruleset.SegmentConds and the
+// gates' conditions; it is made with room for all of them, so that
+// appending never moves the programs copied before.
+type condArena []instr
+
+// cond copies x's program to the arena and returns it as a Cond.
+func (a *condArena) cond(x *Expr) Cond {
+	if x == nil {
+		return Cond{}
+	}
+	if x.cond == nil {
+		return Cond{has: true}
+	}
+	start := len(*a)
+	*a = append(*a, x.cond...)
+	return Cond{code: (*a)[start:len(*a):len(*a)], has: true}
+}
+
+// condSize is the length of x's program, if x is a condition with one.
+func (x *Expr) condSize() int {
+	if x == nil {
+		return 0
+	}
+	return len(x.cond)
 }
 
 // guards fills Ruleset.Guards with the distinct guards of the actions and

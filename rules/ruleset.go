@@ -100,8 +100,8 @@ type Expr struct {
 	// num is the fast closure of a score that is always a number
 	// (a literal, arithmetic, count(), sum(), days_since()): FastNumber.
 	num numFunc
-	// cond is the fast closure of a condition: FastBool.
-	cond   boolFunc
+	// cond is the fast program of a condition (cond.go): FastBool.
+	cond   []instr
 	errors atomic.Uint64
 }
 
@@ -368,9 +368,9 @@ type Gate struct {
 	hasScore    bool  // Action.Score is not nil
 }
 
-func newGate(a *Action, g *Guard) Gate {
+func newGate(a *Action, when Cond, g *Guard) Gate {
 	gt := Gate{from: unixNanos(a.Schedule.From, math.MinInt64), until: unixNanos(a.Schedule.Until, math.MaxInt64),
-		priority: a.Priority, when: newCond(a.When), guard: g, index: int32(a.Index),
+		priority: a.Priority, when: when, guard: g, index: int32(a.Index),
 		plain: a.Channels == nil && len(a.StopAfter) == 0, hasScore: a.Score != nil}
 	if a.Score != nil {
 		gt.score = a.Score.num
@@ -391,28 +391,23 @@ type Guard struct {
 	Budget       bool  // Action.Budget is not nil
 }
 
-// Cond is the fast closure of a condition, apart from its Expr, so that
+// Cond is the fast program of a condition, apart from its Expr, so that
 // evaluating it reads no Expr (see Placement.Gates and
-// Ruleset.SegmentConds).
+// Ruleset.SegmentConds). The programs of a ruleset's segments and
+// candidates lie in one array, in the order decisions run them
+// (loader.buildGates).
 type Cond struct {
-	f   boolFunc // nil without a condition, or without a fast closure
-	has bool     // there is a condition
-}
-
-func newCond(x *Expr) Cond {
-	if x == nil {
-		return Cond{}
-	}
-	return Cond{f: x.cond, has: true}
+	code []instr // nil without a condition, or without a fast program
+	has  bool    // there is a condition
 }
 
 // Eval evaluates the condition as its Expr's FastBool does (true without
 // a condition); ok is false when the caller must run the Expr's program.
 func (c *Cond) Eval(e *Env) (v, ok bool) {
-	if c.f == nil {
+	if c.code == nil {
 		return !c.has, !c.has
 	}
-	return c.f(e)
+	return runCond(c.code, e)
 }
 
 // Times at the ends of what Unix nanoseconds hold.
