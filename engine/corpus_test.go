@@ -203,6 +203,11 @@ func (a encodedAttrs) Scan(fn func(key string, at int)) {
 
 func (a encodedAttrs) ValueAt(at int) any { return a[slices.Sorted(maps.Keys(a))[at]] }
 
+func (a encodedAttrs) NumberAt(at int) (float64, bool) {
+	f, ok := a.ValueAt(at).(float64)
+	return f, ok
+}
+
 func (e encodedEvents) Len() int                          { return len(e) }
 func (e encodedEvents) Map() map[string]*store.EventStats { return maps.Clone(e) }
 func (e encodedEvents) MapFor([]string) map[string]*store.EventStats {

@@ -25,7 +25,7 @@ type testOp uint8
 
 const (
 	testSegment testOp = iota // segment(arg)
-	testAttr                  // customer.X (attribute slot arg, ?? ref.dflt) cmp c
+	testAttr                  // customer.X (attribute slot arg, ?? ref.dnum) cmp c
 	testString                // customer.X (?? ref.dflt) == ref.str, != if neq
 	testCall                  // count(), sum() or days_since() (call slot arg) cmp c
 	testFunc                  // any other boolean: ref.fn
@@ -56,10 +56,11 @@ type instr struct {
 // that is a closure; decisions mostly never read it.
 type testRef struct {
 	key  string
-	dflt any    // the attribute's default
-	str  string // testString's literal
-	ask func(e *Env) float64
-	fn  boolFunc
+	dflt any     // testString: the attribute's default
+	dnum float64 // testAttr: the attribute's default
+	str  string  // testString's literal
+	ask  func(e *Env) float64
+	fn   boolFunc
 }
 
 // compileCond compiles n, a condition, into a program; nil when some
@@ -163,9 +164,9 @@ func cmpTest(n *ast.BinaryNode, op cmpOp) (instr, bool) {
 		}
 	}
 	if isLit {
-		if slot, key, dflt, ok := attrNumber(x); ok {
-			return instr{op: testAttr, cmp: xop, dflt: dflt != nil, arg: int32(slot), c: c,
-				ref: &testRef{key: key, dflt: dflt}}, true
+		if slot, key, d, hasD, ok := attrNumber(x); ok {
+			return instr{op: testAttr, cmp: xop, dflt: hasD, arg: int32(slot), c: c,
+				ref: &testRef{key: key, dnum: d}}, true
 		}
 		if call, isCall := x.(*ast.CallNode); isCall {
 			if slot, ask, ok := memoCall(call); ok {
@@ -210,9 +211,14 @@ func runCond(code []instr, e *Env) (v, ok bool) {
 		case testSegment:
 			v, ok = e.f.Segment(int(in.arg)), true
 		case testAttr:
-			var x float64
-			x, ok = number(e.attrOf(in))
-			v = in.cmp.apply(x, in.c)
+			switch x, kind := e.attrNumOf(in); kind {
+			case kindNumber:
+				v, ok = in.cmp.apply(x, in.c), true
+			case kindAbsent:
+				v, ok = in.cmp.apply(in.ref.dnum, in.c), in.dflt
+			default:
+				ok = false
+			}
 		case testString:
 			var s string
 			s, ok = e.attrOf(in).(string)
@@ -236,9 +242,9 @@ func runCond(code []instr, e *Env) (v, ok bool) {
 	}
 }
 
-// attrOf is the attribute an instruction reads (attrOr), reading its
-// key only on a miss of the memo and its default only when the customer
-// has no value.
+// attrOf is the attribute a testString reads, or its default, reading
+// the instruction's key only on a miss of the memo and its default only
+// when the customer has no value.
 func (e *Env) attrOf(in *instr) any {
 	var v any
 	if slot := int(in.arg); slot < len(e.memoAt) && e.memoAt[slot] == e.gen {
@@ -259,4 +265,13 @@ func (e *Env) callOf(slot int, ref *testRef) float64 {
 		return e.calls[slot]
 	}
 	return e.call(slot, ref.ask)
+}
+
+// attrNumOf is attrNum of a testAttr, reading its key only on a miss of
+// the memo.
+func (e *Env) attrNumOf(in *instr) (float64, attrKind) {
+	if slot := int(in.arg); slot < len(e.numAt) && e.numAt[slot] == e.gen {
+		return e.nums[slot], e.numKind[slot]
+	}
+	return e.attrNum(int(in.arg), in.ref.key)
 }

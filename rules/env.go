@@ -33,6 +33,12 @@ type Env struct {
 	memo   []any
 	memoAt []uint32
 	gen    uint32
+	// nums holds, the same way, the attributes the fast path read as
+	// numbers (attrNum), unboxed: a number decoded from an encoded record
+	// into an any is an allocation. numKind says what the attribute was.
+	nums    []float64
+	numKind []attrKind
+	numAt   []uint32
 	// calls holds, the same way, what the fast path's count(), sum() and
 	// days_since() answered for the current customer and time, by
 	// callSlot: segments and actions ask the same few of them again and
@@ -85,6 +91,10 @@ type AttrScanner interface {
 	ScanAttrs(fn func(key string, at int)) bool
 	// AttrAt decodes the value at position at, which ScanAttrs gave.
 	AttrAt(at int) any
+	// NumberAt decodes the value at position at as AttrAt does when it
+	// is a number, without boxing it in an any; ok is false when it is
+	// not a number.
+	NumberAt(at int) (float64, bool)
 }
 
 // MapAttributes is Attributes held in a map.
@@ -185,6 +195,69 @@ func (e *Env) attr(slot int, key string) any {
 	}
 	e.memo[slot], e.memoAt[slot] = v, e.gen
 	return v
+}
+
+// attrKind is what attrNum found: no attribute (or null), a number, or
+// another value.
+type attrKind uint8
+
+const (
+	kindAbsent attrKind = iota
+	kindNumber
+	kindOther
+)
+
+// attrNum reads attribute key, which has memo slot slot, as a number:
+// attr's value when it is a number, decoded without boxing it when the
+// customer's record is encoded.
+func (e *Env) attrNum(slot int, key string) (float64, attrKind) {
+	if slot < len(e.numAt) && e.numAt[slot] == e.gen {
+		return e.nums[slot], e.numKind[slot]
+	}
+	var x float64
+	kind := kindAbsent
+	if e.scanned() {
+		if slot < len(e.posAt) && e.posAt[slot] == e.gen {
+			var isNum bool
+			if x, isNum = e.scan.NumberAt(e.pos[slot]); isNum {
+				kind = kindNumber
+			} else {
+				x, kind = kindOf(e.attr(slot, key))
+			}
+		}
+	} else {
+		x, kind = kindOf(e.attr(slot, key))
+	}
+	if slot >= len(e.numAt) {
+		n := slot + 1
+		e.nums = append(e.nums, make([]float64, n-len(e.nums))...)
+		e.numKind = append(e.numKind, make([]attrKind, n-len(e.numKind))...)
+		e.numAt = append(e.numAt, make([]uint32, n-len(e.numAt))...)
+	}
+	e.nums[slot], e.numKind[slot], e.numAt[slot] = x, kind, e.gen
+	return x, kind
+}
+
+func kindOf(v any) (float64, attrKind) {
+	if v == nil {
+		return 0, kindAbsent
+	}
+	if x, ok := number(v); ok {
+		return x, kindNumber
+	}
+	return 0, kindOther
+}
+
+// attrNumOr is customer.X ?? d as a number (d when hasD and the customer
+// has no X); ok is false when it is not one.
+func (e *Env) attrNumOr(slot int, key string, d float64, hasD bool) (float64, bool) {
+	switch x, kind := e.attrNum(slot, key); kind {
+	case kindNumber:
+		return x, true
+	case kindAbsent:
+		return d, hasD
+	}
+	return 0, false
 }
 
 // scanned reports whether the positions of the customer's attributes are

@@ -180,27 +180,20 @@ func attrRead(n ast.Node) (slot int, key string, dflt any, ok bool) {
 	return slot, key, nil, ok
 }
 
-// attrNumber reads customer.X (?? d) as a number: the slot, key and
-// default of attrRead, when the default is none or a number the fast
-// path computes with exactly.
-func attrNumber(n ast.Node) (slot int, key string, dflt any, ok bool) {
-	slot, key, dflt, ok = attrRead(n)
-	switch d := dflt.(type) {
-	case nil, float64:
-		return slot, key, dflt, ok
+// attrNumber reads customer.X (?? d) as a number: the slot and key of
+// attrRead, and its default as a float64 (hasD), when the default is
+// none or a number the fast path computes with exactly.
+func attrNumber(n ast.Node) (slot int, key string, d float64, hasD, ok bool) {
+	slot, key, dflt, ok := attrRead(n)
+	switch v := dflt.(type) {
+	case nil:
+		return slot, key, 0, false, ok
+	case float64:
+		return slot, key, v, true, ok
 	case int:
-		return slot, key, dflt, ok && exactInt(d)
+		return slot, key, float64(v), true, ok && exactInt(v)
 	}
-	return 0, "", nil, false
-}
-
-// attrOr is the attribute in memo slot slot, or dflt when the customer
-// has none (customer.X ?? d).
-func (e *Env) attrOr(slot int, key string, dflt any) any {
-	if v := e.attr(slot, key); v != nil {
-		return v
-	}
-	return dflt
+	return 0, "", 0, false, false
 }
 
 // constNum reads a number literal the fast path computes with exactly.
@@ -326,8 +319,8 @@ func compileNum(n ast.Node) numFunc {
 	}
 	// customer.X (?? d), the commonest operand, is read as a number
 	// directly, one closure instead of two (four with a default).
-	if slot, key, dflt, ok := attrNumber(n); ok {
-		return func(e *Env) (float64, bool) { return number(e.attrOr(slot, key, dflt)) }
+	if slot, key, d, hasD, ok := attrNumber(n); ok {
+		return func(e *Env) (float64, bool) { return e.attrNumOr(slot, key, d, hasD) }
 	}
 	f := compileFast(n)
 	if f == nil {

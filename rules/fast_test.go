@@ -556,6 +556,7 @@ type scanAttrs struct {
 	vals            []any
 	scan            bool
 	scans, searches int
+	values, numbers int // AttrAt and NumberAt calls
 }
 
 func newScanAttrs(m map[string]any, scan bool) *scanAttrs {
@@ -593,7 +594,16 @@ func (a *scanAttrs) ScanAttrs(fn func(key string, at int)) bool {
 	return true
 }
 
-func (a *scanAttrs) AttrAt(at int) any { return a.vals[at] }
+func (a *scanAttrs) AttrAt(at int) any {
+	a.values++
+	return a.vals[at]
+}
+
+func (a *scanAttrs) NumberAt(at int) (float64, bool) {
+	a.numbers++
+	f, ok := a.vals[at].(float64)
+	return f, ok
+}
 
 // TestEnvScansAttributes: attributes behind an AttrScanner are read in one
 // scan per customer, with no search; an attribute the scan did not see is
@@ -631,6 +641,11 @@ func TestEnvScansAttributes(t *testing.T) {
 	}
 	if first.scans != 1 || first.searches != 0 {
 		t.Errorf("first customer: %d scans, %d searches; want 1 scan, no search", first.scans, first.searches)
+	}
+	// The numbers, scan_n (read twice) and scan_gone, are decoded as
+	// numbers, unboxed, once each; scan_tier as a value.
+	if first.numbers != 2 || first.values != 1 {
+		t.Errorf("first customer: %d numbers, %d values decoded; want 2, 1", first.numbers, first.values)
 	}
 	// scan_gone is absent: the default applies, not the first customer's 1.
 	second := newScanAttrs(map[string]any{"scan_n": 4.0, "scan_tier": "silver"}, true)

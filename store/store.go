@@ -129,6 +129,10 @@ type EncodedAttributes interface {
 	Scan(fn func(key string, at int))
 	// ValueAt returns the value at position at, which Scan gave.
 	ValueAt(at int) any
+	// NumberAt returns the value at position at as ValueAt would when it
+	// is a number, without boxing it in an any; ok is false when it is
+	// not a number.
+	NumberAt(at int) (float64, bool)
 }
 
 // EncodedEvents is a customer's event aggregates in a store's own form,
@@ -203,6 +207,10 @@ func (c *Customer) ScanAttrs(fn func(key string, at int)) bool {
 // AttrAt returns the value of the encoded attribute at position at, which
 // ScanAttrs gave.
 func (c *Customer) AttrAt(at int) any { return c.Encoded.ValueAt(at) }
+
+// NumberAt returns the encoded attribute at position at when it is a
+// number, without boxing it.
+func (c *Customer) NumberAt(at int) (float64, bool) { return c.Encoded.NumberAt(at) }
 
 // AttributeMap returns c's attributes as a map, decoding Encoded into a new
 // one if that is where they are. The map must not be modified.

@@ -201,28 +201,43 @@ func BenchmarkAttr(b *testing.B) {
 			}
 		}
 	})
-	b.Run("encoded-all/scan", func(b *testing.B) {
-		slot := map[string]int{}
-		for i, k := range keys {
-			slot[k] = i
+	// Placed by one scan, each value decoded as an any, or each number
+	// decoded unboxed (NumberAt) and the rest as an any, as rules.Env
+	// reads an attribute a rule compares with a number.
+	anyAt := func(at int) bool { return held.AttrAt(at) != nil }
+	numberAt := func(at int) bool {
+		if _, ok := held.NumberAt(at); ok {
+			return true
 		}
-		pos := make([]int, len(keys))
-		note := func(k string, at int) {
-			if i, ok := slot[k]; ok {
-				pos[i] = at
-			}
-		}
-		b.ReportAllocs()
-		for b.Loop() {
-			clear(pos)
-			held.ScanAttrs(note)
+		return held.AttrAt(at) != nil
+	}
+	for _, read := range []struct {
+		name string
+		fn   func(at int) bool
+	}{{"scan", anyAt}, {"scan-numbers", numberAt}} {
+		b.Run("encoded-all/"+read.name, func(b *testing.B) {
+			slot := map[string]int{}
 			for i, k := range keys {
-				if pos[i] == 0 || held.AttrAt(pos[i]) == nil {
-					b.Fatalf("attribute %q not found", k)
+				slot[k] = i
+			}
+			pos := make([]int, len(keys))
+			note := func(k string, at int) {
+				if i, ok := slot[k]; ok {
+					pos[i] = at
 				}
 			}
-		}
-	})
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(pos)
+				held.ScanAttrs(note)
+				for i, k := range keys {
+					if pos[i] == 0 || !read.fn(pos[i]) {
+						b.Fatalf("attribute %q not found", k)
+					}
+				}
+			}
+		})
+	}
 }
 
 // BenchmarkEventStats reads a typical customer's aggregates of three event

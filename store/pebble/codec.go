@@ -542,6 +542,16 @@ func (a attrs) ValueAt(at int) any {
 	return d.value(1)
 }
 
+// NumberAt implements store.EncodedAttributes: a number is decoded as
+// ValueAt decodes it, and not boxed.
+func (a attrs) NumberAt(at int) (float64, bool) {
+	if at >= len(a) || a[at] != tagFloat {
+		return 0, false
+	}
+	d := decoder{s: string(a), i: at + 1}
+	return d.float(), true
+}
+
 // Map implements store.EncodedAttributes.
 func (a attrs) Map() map[string]any {
 	d := decoder{s: string(a)}

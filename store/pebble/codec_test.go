@@ -204,8 +204,14 @@ func checkEncoded(t *testing.T, c *store.Customer, want map[string]any) {
 			t.Fatalf("scan gave key %q: absent, or twice", k)
 		}
 		seen[k] = true
-		if got := c.AttrAt(at); !reflect.DeepEqual(got, v) && !containsNaNValue(v) {
+		got := c.AttrAt(at)
+		if !reflect.DeepEqual(got, v) && !containsNaNValue(v) {
 			t.Fatalf("attribute %q at %d: got %#v; want %#v", k, at, got, v)
+		}
+		// NumberAt answers a number as AttrAt does, and nothing else.
+		f, isNum := c.NumberAt(at)
+		if g, gNum := got.(float64); isNum != gNum || isNum && math.Float64bits(f) != math.Float64bits(g) {
+			t.Fatalf("attribute %q at %d: NumberAt %v, %v; AttrAt %#v", k, at, f, isNum, got)
 		}
 	}) {
 		t.Fatal("ScanAttrs declined encoded attributes")
