@@ -113,7 +113,7 @@ func (x *Expr) compileClosures() {
 		// A condition that is not a boolean is the VM's error:
 		// compileBool defers it.
 		x.cond = compileCond(n)
-		x.fast = boxedBool(compileBool(n))
+		x.fast = boxedBool(condFunc(x.cond))
 	case scoreExpr:
 		x.num = numeric(n)
 		x.fast = compileFast(n)

@@ -8,12 +8,14 @@ import (
 
 // A condition's fast path is a small program rather than a tree of
 // closures: and, or and not become jumps between its tests, and the
-// commonest tests (segment(), customer.X or count(), sum(), days_since()
-// compared with a number literal) are instructions, not closures. A
-// decision on 1,000 actions runs a hundred conditions, each a few tests;
-// as closures each test is an indirect call to an object of its own, as
-// instructions the conditions of a placement's candidates lie in one
-// array (Ruleset.conds), in the order decisions run them.
+// commonest tests (segment(); customer.X, with its default, or count(),
+// sum(), days_since() compared with a number literal; customer.X == "s")
+// are instructions, not closures. A decision on 1,000 actions runs a
+// few dozen conditions and segments, each a few tests; as closures each
+// test is an indirect call to an object of its own (four for an
+// attribute with a default), as instructions the conditions of the
+// segments and of a placement's candidates lie in one array, in the
+// order decisions run them (loader.buildGates).
 //
 // Every test either answers a bool or reports ok=false, and a program
 // runs its tests in the order, and with the short-circuits, of the
@@ -43,7 +45,7 @@ const (
 type instr struct {
 	op              testOp
 	cmp             cmpOp
-	dflt            bool // testAttr, testString: ref.dflt applies when the customer has no X
+	dflt            bool // the attribute's default (ref.dnum, ref.dflt) applies when the customer has no X
 	neq             bool // testString: !=
 	onTrue, onFalse int16
 	arg             int32   // segment index, attribute slot or call slot

@@ -519,8 +519,10 @@ type boolFunc func(e *Env) (v, ok bool)
 // compileBool compiles n as an operand that must be a boolean: its
 // program (cond.go) in a closure, whose ok is false when its value is not
 // a bool.
-func compileBool(n ast.Node) boolFunc {
-	code := compileCond(n)
+func compileBool(n ast.Node) boolFunc { return condFunc(compileCond(n)) }
+
+// condFunc is a condition's program as a closure; nil without one.
+func condFunc(code []instr) boolFunc {
 	if code == nil {
 		return nil
 	}
