@@ -50,7 +50,8 @@
 // remembered for the decision (Env.attr, Env.call), by slots numbered at
 // compile time. Attributes a store keeps encoded (AttrScanner) are placed
 // by one pass over the customer's record at the first read, not searched
-// for one by one. The closures are compiled last, in the order decisions
+// for one by one, and a number among them is decoded without boxing it
+// (AttrScanner.NumberAt, Env.attrNum). The closures are compiled last, in the order decisions
 // run them, so that a placement's candidates' closures lie together in
 // memory, and the conditions' programs are copied into one array in the
 // same order (loader.buildGates). A placement's Gates hold what a decision

@@ -238,6 +238,7 @@ func (e *Env) attrNum(slot int, key string) (float64, attrKind) {
 	return x, kind
 }
 
+// kindOf is what attrNum answers for an attribute's value v.
 func kindOf(v any) (float64, attrKind) {
 	if v == nil {
 		return 0, kindAbsent
