@@ -465,7 +465,7 @@ func (st *state) cond(x *rules.Expr) bool {
 	return st.condProgram(x)
 }
 
-// condProgram runs the program of condition x, after its fast closure did
+// condProgram runs the program of condition x, after its fast path did
 // not answer; an error is false.
 func (st *state) condProgram(x *rules.Expr) bool {
 	out, err := st.runTyped(x)
@@ -663,7 +663,7 @@ func (st *state) fallback(p *rules.Placement, res *PlacementResult, d *Decision)
 // check runs the filters of SPEC 4.7 step 2 in the order of the explain
 // reasons and returns the channel the action would go on. It reads a's
 // gate g (rules.Placement.Gates) and g's guard, and a itself only for
-// channels, stop_after outcomes, a budget, a condition the closure leaves
+// channels, stop_after outcomes, a budget, a condition the fast path leaves
 // to the program, or a cap's reason: on 1,000 actions each Action read
 // is a miss of the CPU's caches, the guards are a few, shared and hot.
 func (st *state) check(a *rules.Action, g *rules.Gate) (string, reason) {
@@ -694,7 +694,7 @@ func (st *state) check(a *rules.Action, g *rules.Gate) (string, reason) {
 		}
 	}
 	// Not st.cond(a.When): that reads the action (and its Expr) for
-	// every candidate; a.When is read only when the closure defers.
+	// every candidate; a.When is read only when the fast path defers.
 	v, ok := g.When(st.env)
 	if !ok {
 		v = st.condProgram(a.When)
@@ -984,7 +984,7 @@ func (st *state) Segment(i int) bool {
 	}
 	if st.segMemo[i] == 0 {
 		st.segMemo[i] = 1
-		// As in check: the Segment is read only when the closure defers.
+		// As in check: the Segment is read only when the fast path defers.
 		v, ok := st.rs.SegmentConds[i].Eval(st.env)
 		if !ok {
 			v = st.condProgram(st.rs.Segments[i].When)

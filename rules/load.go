@@ -1081,9 +1081,10 @@ func (l *loader) buildPlacements() {
 // each placement's candidates' conditions and scores, then the rest) with
 // nothing else allocated in between, so that those of neighbouring
 // candidates share cache lines instead of lying among the parser's
-// garbage. In the server, where the load generator and the network evict
-// the rules from the CPU's caches between requests, a decision on 1,000
-// actions reads its candidates' closures from memory.
+// garbage; the conditions' programs are then copied, in the same order,
+// into one array. In the server, where the load generator and the network
+// evict the rules from the CPU's caches between requests, a decision on
+// 1,000 actions reads its candidates' closures and programs from memory.
 func (l *loader) buildGates() {
 	seen := map[*Expr]bool{}
 	closures := func(x *Expr) {

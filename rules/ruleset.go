@@ -356,7 +356,7 @@ type Placement struct {
 // its condition, its score, and its Guard. The gates of a placement are
 // one array, so a decision reads no Action of a candidate until it is
 // selected (or its channels, stop_after outcomes or budget are checked,
-// or a closure leaves it to the program).
+// or the fast path leaves it to the program).
 type Gate struct {
 	from, until int64 // Schedule in Unix ns: from inclusive, until exclusive
 	priority    int
