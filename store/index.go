@@ -2,6 +2,7 @@ package store
 
 import (
 	"math"
+	"slices"
 	"sync/atomic"
 )
 
@@ -25,12 +26,48 @@ const indexMin = 32
 // Contacts array share the chains. The single writer of the newest
 // version (AppendContacts) writes the new position's link, then publishes
 // it as its action's newest; readers of older versions skip positions at
-// or beyond their own len(Contacts). The slots map is never modified once
-// published: an action seen for the first time gets a new map. A new
-// array (an out-of-order insert, a prune, a copy) gets new chains.
+// or beyond their own len(Contacts). The slot of an action is its index
+// in names, which the writer appends to as it does to Contacts (in place
+// when the array has room; a version reads only its own names). A
+// customer with few actions is looked up by a scan of names, one cache
+// line; beyond indexScan actions, byName holds the slots of the first
+// ones, never modified once published and rebuilt only every indexScan
+// new actions, and the newer ones are scanned. A new array (an
+// out-of-order insert, a prune, a copy) gets new chains.
 type contactIndex struct {
-	slots map[Name]int32 // action → its slot in chains.last
-	ch    *chains
+	names  []Name         // names[slot] is the action of slot in chains.last
+	byName map[Name]int32 // the slots of names[:len(byName)]; nil while there are few
+	ch     *chains
+}
+
+// indexScan is the most names an index looks up by a scan: 16 Names
+// are a cache line.
+const indexScan = 16
+
+// slot returns the slot of action, if the index has it.
+func (x *contactIndex) slot(action Name) (int32, bool) {
+	from := 0
+	if x.byName != nil {
+		if slot, ok := x.byName[action]; ok {
+			return slot, true
+		}
+		from = len(x.byName)
+	}
+	for i, a := range x.names[from:] {
+		if a == action {
+			return int32(from + i), true
+		}
+	}
+	return 0, false
+}
+
+// mapNames returns a map of the slots of names.
+func mapNames(names []Name) map[Name]int32 {
+	m := make(map[Name]int32, len(names))
+	for i, a := range names {
+		m[a] = int32(i)
+	}
+	return m
 }
 
 // chains are the links of an index, shared by the versions of a history.
@@ -88,8 +125,9 @@ func (ch *chains) addSlot() int32 {
 
 // buildIndex indexes cs, or returns nil when cs is too short to need it.
 // A cache miss builds one, so it takes a handful of allocations whatever
-// the number of actions: the map and its groups, the two arrays, and the
-// index with its chains and their first headers.
+// the number of actions: the three arrays (links, newest positions,
+// names), the index with its chains and their first headers, and past
+// indexScan actions the map and its groups.
 func buildIndex(cs []Contact) *contactIndex {
 	if len(cs) < indexMin {
 		return nil
@@ -102,15 +140,29 @@ func buildIndex(cs []Contact) *contactIndex {
 	})
 	x := &b.contactIndex
 	x.ch = &b.chains
-	x.slots = make(map[Name]int32)
 	prev := make([]int32, cap(cs)) // the history's room
 	var small [64]int32
 	last := small[:0]
+	var nameBuf [64]Name
+	names := nameBuf[:0]
+	var byName map[Name]int32 // while building, of every name
 	for i := range cs {
-		slot, ok := x.slots[cs[i].Action]
-		if !ok {
+		a, slot := cs[i].Action, int32(-1)
+		if byName != nil {
+			if s, ok := byName[a]; ok {
+				slot = s
+			}
+		} else if j := slices.Index(names, a); j >= 0 {
+			slot = int32(j)
+		}
+		if slot < 0 {
 			slot = int32(len(last))
-			x.slots[cs[i].Action] = slot
+			names = append(names, a)
+			if byName != nil {
+				byName[a] = slot
+			} else if len(names) > indexScan {
+				byName = mapNames(names)
+			}
 			last = append(last, -1)
 		}
 		prev[i] = last[slot]
@@ -120,11 +172,13 @@ func buildIndex(cs []Contact) *contactIndex {
 	for i, pos := range last {
 		own[i].Store(pos)
 	}
+	x.names = append(make([]Name, 0, len(names)+4), names...) // off the stack, with room
+	x.byName = byName
 	b.prev, b.last = prev, own
 	x.ch.prev.Store(&b.prev)
 	x.ch.last.Store(&b.last)
 	x.ch.n.Store(int32(len(cs)))
-	x.ch.room.Store(int32(len(prev) + cap(own)))
+	x.ch.room.Store(int32(len(prev) + cap(own) + cap(x.names)))
 	return x
 }
 
@@ -133,23 +187,31 @@ func buildIndex(cs []Contact) *contactIndex {
 // stale (see chains.link) and must be rebuilt. room is the capacity of
 // the contacts' array.
 func (x *contactIndex) with(action Name, pos, room int32) *contactIndex {
-	if slot, ok := x.slots[action]; ok {
+	if slot, ok := x.slot(action); ok {
 		if !x.ch.link(slot, pos, room) {
 			return nil
 		}
 		return x
 	}
+	// No other version has linked since x (n is pos), so none has added
+	// a slot or a name beyond x's: the new slot is len(x.names).
 	if x.ch.n.Load() != pos {
 		return nil
 	}
-	m := make(map[Name]int32, len(x.slots)+1)
-	for a, slot := range x.slots {
-		m[a] = slot
-	}
 	slot := x.ch.addSlot()
-	m[action] = slot
+	if slot != int32(len(x.names)) {
+		return nil // not expected (see above); rebuilt all the same
+	}
+	names := append(x.names, action)
+	if cap(names) != cap(x.names) {
+		x.ch.room.Add(int32(cap(names) - cap(x.names)))
+	}
+	byName := x.byName
+	if len(names)-len(byName) > indexScan {
+		byName = mapNames(names)
+	}
 	x.ch.link(slot, pos, room)
-	return &contactIndex{slots: m, ch: x.ch}
+	return &contactIndex{names: names, byName: byName, ch: x.ch}
 }
 
 // IndexedActions is the number of actions in c's contact index, 0
@@ -159,14 +221,24 @@ func (c *Customer) IndexedActions() int {
 	if c == nil || c.index == nil {
 		return 0
 	}
-	return len(c.index.slots)
+	return len(c.index.names)
 }
 
-// IndexRoom is the room of c's contact index's arrays of int32 (its
-// links, one per contact and as many as the history has room for, and
-// its newest position per action), 0 without one: with IndexedActions, what a store
-// needs to account for the index's memory. It is the newest version's
-// room, shared by the older versions of c.
+// IndexMapped is the number of actions in the map of c's contact index
+// (the others are found by a scan), 0 without one: with IndexedActions
+// and IndexRoom, what a store needs to account for the index's memory.
+func (c *Customer) IndexMapped() int {
+	if c == nil || c.index == nil {
+		return 0
+	}
+	return len(c.index.byName)
+}
+
+// IndexRoom is the room of c's contact index's arrays of 4-byte values
+// (its links, one per contact and as many as the history has room for,
+// and its newest position and name per action), 0 without one: with
+// IndexMapped, what a store needs to account for the index's memory. It
+// is the newest version's room, shared by the older versions of c.
 func (c *Customer) IndexRoom() int {
 	if c == nil || c.index == nil {
 		return 0
@@ -201,7 +273,7 @@ func (c *Customer) countContacts(action Name, o Outcome, from, to, limit int64) 
 	cs := c.Contacts
 	var n int64
 	if x := c.index; x != nil {
-		slot, ok := x.slots[action]
+		slot, ok := x.slot(action)
 		if !ok {
 			return 0
 		}

@@ -24,16 +24,20 @@ func naiveCount(cs []Contact, action string, o Outcome, from, to, limit int64) i
 	return min(n, max(limit, 0))
 }
 
-// checkCounts compares CountContacts on v with the definition for every
-// action, outcome and a few windows and limits.
+// checkCounts compares CountContacts on v with the definition for
+// actions a0 to a5, four actions of v's contacts drawn at random, every
+// outcome and a few windows and limits.
 func checkCounts(t *testing.T, name string, v *Customer, r *rand.Rand) {
 	t.Helper()
 	if len(v.Contacts) == 0 {
 		return
 	}
 	last := v.Contacts[len(v.Contacts)-1].At
-	for a := range 6 {
-		action := fmt.Sprintf("a%d", a)
+	actions := []string{"a0", "a1", "a2", "a3", "a4", "a5"}
+	for range 4 {
+		actions = append(actions, v.Contacts[r.IntN(len(v.Contacts))].Action.String())
+	}
+	for _, action := range actions {
 		for o := Served; o < Holdout; o++ {
 			from := last - r.Int64N(int64(200*time.Second))
 			to := last - r.Int64N(int64(20*time.Second))
@@ -54,19 +58,26 @@ func checkCounts(t *testing.T, name string, v *Customer, r *rand.Rand) {
 
 // TestContactIndex: counts through the index equal the definition on the
 // newest version and on every older one, through appends in place, out of
-// order inserts, prunes, attribute copies and a rebuilt summary.
+// order inserts, prunes, attribute copies and a rebuilt summary; with few
+// actions (found by a scan) and with many (a map, and the newest scanned).
 func TestContactIndex(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
+	for _, actions := range []int{5, 3 * indexScan} {
+		t.Run(fmt.Sprint("actions=", actions), func(t *testing.T) { testContactIndex(t, actions) })
+	}
+}
+
+func testContactIndex(t *testing.T, actions int) {
+	r := rand.New(rand.NewPCG(1, uint64(actions)))
 	sec := int64(time.Second)
 	cur := &Customer{ID: "x", Outcomes: map[Name]uint8{}}
 	var versions []*Customer
 	at := int64(1_000_000) * sec
-	indexed := false
+	indexed, tailed := false, false
 	for step := range 600 {
 		var cts []Contact
 		for range 1 + r.IntN(3) {
 			at += r.Int64N(3 * sec)
-			k := Contact{Action: Intern(fmt.Sprintf("a%d", r.IntN(5))), Outcome: Outcome(r.IntN(int(Holdout))), At: at}
+			k := Contact{Action: Intern(fmt.Sprintf("a%d", r.IntN(actions))), Outcome: Outcome(r.IntN(int(Holdout))), At: at}
 			if r.IntN(20) == 0 {
 				k.At -= 30 * sec // out of order: a new array
 			}
@@ -84,11 +95,18 @@ func TestContactIndex(t *testing.T) {
 			cur = cp
 		}
 		indexed = indexed || cur.index != nil
+		tailed = tailed || cur.IndexMapped() > 0 && cur.IndexMapped() < cur.IndexedActions()
+		if scanned := cur.IndexedActions() - cur.IndexMapped(); scanned > indexScan {
+			t.Fatalf("step %d: %d of %d actions are found by a scan; want at most %d", step, scanned, cur.IndexedActions(), indexScan)
+		}
 		versions = append(versions, cur)
 		checkCounts(t, fmt.Sprintf("step %d", step), cur, r)
 	}
 	if !indexed {
 		t.Fatal("no version had an index")
+	}
+	if actions > indexScan && !tailed {
+		t.Fatal("no version had both mapped actions and newer ones to scan")
 	}
 	for i, v := range versions {
 		checkCounts(t, fmt.Sprintf("old version %d", i), v, r)
@@ -199,8 +217,13 @@ func TestBuildIndexAllocs(t *testing.T) {
 		}
 		c := &Customer{ID: "x", Contacts: cs}
 		c.Summarize()
-		if c.index == nil || c.IndexedActions() != len(distinct) || c.IndexRoom() != len(cs)+len(distinct) {
-			t.Fatalf("%d actions: index of %d actions, room %d; want %d actions, room %d", actions, c.IndexedActions(), c.IndexRoom(), len(distinct), len(cs)+len(distinct))
+		// Room: a link per contact, a newest position per action, and
+		// the names with the room to grow by 4.
+		if want := len(cs) + 2*len(distinct) + 4; c.index == nil || c.IndexedActions() != len(distinct) || c.IndexRoom() != want {
+			t.Fatalf("%d actions: index of %d actions, room %d; want %d actions, room %d", actions, c.IndexedActions(), c.IndexRoom(), len(distinct), want)
+		}
+		if mapped := c.IndexMapped(); (mapped > 0) != (len(distinct) > indexScan) || mapped > len(distinct) {
+			t.Errorf("%d actions: %d of them in the index's map", len(distinct), mapped)
 		}
 		checkCounts(t, fmt.Sprintf("%d actions", actions), c, r)
 		// Appends after a build, of a known action and a new one, grow
@@ -212,12 +235,13 @@ func TestBuildIndexAllocs(t *testing.T) {
 		}
 		checkCounts(t, fmt.Sprintf("%d actions, before the append", actions), c, r)
 		n := testing.AllocsPerRun(20, func() { buildIndex(cs) })
-		// The map, the two arrays, the index with its chains and their
-		// headers; past one group, the map's growth.
-		limit := 5.0
-		if actions > 8 {
+		// The three arrays and the index with its chains and their
+		// headers; past indexScan actions, the map and its groups.
+		limit := 4.0
+		if actions > indexScan {
 			limit += 2 + float64(actions)/8
 		}
+		t.Logf("%d actions: %.0f allocations", actions, n)
 		if n > limit {
 			t.Errorf("%d actions: buildIndex made %.0f allocations; want at most %.0f", actions, n, limit)
 		}
@@ -236,18 +260,49 @@ func BenchmarkBuildIndex(b *testing.B) {
 	}
 }
 
+// BenchmarkCountContacts counts one action's contacts in a 7-day window
+// up to a cap of 3, as a decision does for a capped candidate, through
+// the index of histories of 200 contacts over few actions (found by a
+// scan) and over many (a map).
+func BenchmarkCountContacts(b *testing.B) {
+	for _, actions := range []int{8, 60} {
+		b.Run(fmt.Sprint("actions=", actions), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(7, uint64(actions)))
+			hour := int64(time.Hour)
+			cs := make([]Contact, 200)
+			for i := range cs {
+				cs[i] = Contact{Action: Intern(fmt.Sprintf("a%d", r.IntN(actions))), At: int64(i) * hour}
+			}
+			c := &Customer{ID: "x", Contacts: cs}
+			c.Summarize()
+			names := make([]Name, actions)
+			for i := range names {
+				names[i] = Intern(fmt.Sprintf("a%d", i))
+			}
+			now := cs[len(cs)-1].At
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				c.CountContactsOf(names[i%actions], Served, now-7*24*hour, now, 3)
+				i++
+			}
+		})
+	}
+}
+
 // roomByWalk is IndexRoom by its definition: the links' array and the
-// capacity of the slots' array.
+// capacities of the slots' and the names' arrays.
 func roomByWalk(c *Customer) int {
 	if c.index == nil {
 		return 0
 	}
-	return len(*c.index.ch.prev.Load()) + cap(*c.index.ch.last.Load())
+	return len(*c.index.ch.prev.Load()) + cap(*c.index.ch.last.Load()) + cap(c.index.names)
 }
 
 // TestIndexRoomKept: the room the index keeps as its lists grow is the
 // room by definition after every append, lists new and old, in the shared
-// array or out of it, one contact or several at a time.
+// array or out of it, one contact or several at a time; and actions new to
+// the index join its map once there are more than indexScan to scan.
 func TestIndexRoomKept(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	cs := make([]Contact, 40)
@@ -256,8 +311,8 @@ func TestIndexRoomKept(t *testing.T) {
 	}
 	c := &Customer{ID: "x", Contacts: cs}
 	c.Summarize()
-	if got, want := c.IndexRoom(), roomByWalk(c); got != want || got != len(cs)+c.IndexedActions() {
-		t.Fatalf("built: IndexRoom %d; want %d (%d links and %d slots)", got, want, len(cs), c.IndexedActions())
+	if got, want := c.IndexRoom(), roomByWalk(c); got != want || got != len(cs)+2*c.IndexedActions()+4 {
+		t.Fatalf("built: IndexRoom %d; want %d (%d links, %d slots and names, and room for 4 more names)", got, want, len(cs), c.IndexedActions())
 	}
 	at := int64(len(cs))
 	for step := range 300 {
@@ -272,6 +327,10 @@ func TestIndexRoomKept(t *testing.T) {
 		}
 		if got, want := c.IndexRoom(), roomByWalk(c); got != want {
 			t.Fatalf("step %d (%d contacts, %d actions): IndexRoom %d; want %d", step, len(c.Contacts), c.IndexedActions(), got, want)
+		}
+		// New actions join the map indexScan at a time.
+		if scanned := c.IndexedActions() - c.IndexMapped(); scanned > indexScan {
+			t.Fatalf("step %d: %d of %d actions are found by a scan; want at most %d", step, scanned, c.IndexedActions(), indexScan)
 		}
 		// The links grow with the history's array, when a store
 		// re-estimates the customer's memory.

@@ -37,9 +37,9 @@ import (
 //   - Contacts' actions and channels are names (store.Name), shared by
 //     every customer, so they are not counted; each contact counts its
 //     store.Contact in the slice's capacity, a pointer-free array.
-//   - A long history keeps a contact index (store/index.go): an 88-byte
-//     object, a map slot per action (Customer.IndexedActions), and arrays
-//     of int32 (their room: Customer.IndexRoom).
+//   - A long history keeps a contact index (store/index.go): a 112-byte
+//     object, arrays of 4-byte values (their room: Customer.IndexRoom),
+//     and past a few actions a map slot per action (Customer.IndexMapped).
 const (
 	sizeClassMax   = 32768 // the largest size class
 	pageBytes      = 8192  // large objects take whole pages
@@ -60,7 +60,7 @@ const (
 	outcomeSlot = 4 + 4   // store.Name → uint8
 	indexSlot   = 4 + 4   // store.Name → int32
 
-	indexStruct = 88 // store.contactIndex, its chains and their first headers
+	indexStruct = 112 // store.contactIndex, its chains and their first headers
 
 	customerStruct   = int(unsafe.Sizeof(store.Customer{}))
 	statsStruct      = int(unsafe.Sizeof(store.EventStats{}))
@@ -173,8 +173,11 @@ func customerBytes(c *store.Customer, record int) int {
 	if c.Outcomes != nil {
 		n += mapBytes(len(c.Outcomes), outcomeSlot)
 	}
-	if a := c.IndexedActions(); a > 0 {
-		n += allocBytes(indexStruct, true) + mapBytes(a, indexSlot) + 4*c.IndexRoom()
+	if c.IndexedActions() > 0 {
+		n += allocBytes(indexStruct, true) + 4*c.IndexRoom()
+		if m := c.IndexMapped(); m > 0 {
+			n += mapBytes(m, indexSlot)
+		}
 	}
 	return n + allocBytes(max(strs, record), false)
 }
