@@ -2,7 +2,6 @@ package store
 
 import (
 	"math"
-	"slices"
 	"sync/atomic"
 )
 
@@ -45,15 +44,19 @@ type contactIndex struct {
 const indexScan = 16
 
 // slot returns the slot of action, if the index has it.
-func (x *contactIndex) slot(action Name) (int32, bool) {
+func (x *contactIndex) slot(action Name) (int32, bool) { return slotIn(x.names, x.byName, action) }
+
+// slotIn returns the slot of action in names, whose first len(byName)
+// are in byName.
+func slotIn(names []Name, byName map[Name]int32, action Name) (int32, bool) {
 	from := 0
-	if x.byName != nil {
-		if slot, ok := x.byName[action]; ok {
+	if byName != nil {
+		if slot, ok := byName[action]; ok {
 			return slot, true
 		}
-		from = len(x.byName)
+		from = len(byName)
 	}
-	for i, a := range x.names[from:] {
+	for i, a := range names[from:] {
 		if a == action {
 			return int32(from + i), true
 		}
@@ -147,15 +150,9 @@ func buildIndex(cs []Contact) *contactIndex {
 	names := nameBuf[:0]
 	var byName map[Name]int32 // while building, of every name
 	for i := range cs {
-		a, slot := cs[i].Action, int32(-1)
-		if byName != nil {
-			if s, ok := byName[a]; ok {
-				slot = s
-			}
-		} else if j := slices.Index(names, a); j >= 0 {
-			slot = int32(j)
-		}
-		if slot < 0 {
+		a := cs[i].Action
+		slot, ok := slotIn(names, byName, a)
+		if !ok {
 			slot = int32(len(last))
 			names = append(names, a)
 			if byName != nil {
