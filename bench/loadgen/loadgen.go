@@ -415,13 +415,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			after, scrapeErr = scrapeMetrics(cfg.ServerMetrics, cfg.Timeout)
 		}
 	}()
+	var pace *pacer
+	if cfg.Mode == ModeOpen {
+		pace = newPacer(sched)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pace.run(ctx, end)
+		}()
+	}
 	for w := range cfg.Conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c := newConn(&cfg, hc, rec, w)
 			if cfg.Mode == ModeOpen {
-				c.open(ctx, sched, measureFrom, end, cfg.Drain)
+				c.open(ctx, pace, measureFrom, end, cfg.Drain)
 			} else {
 				c.closed(ctx, start, measureFrom, end)
 			}
@@ -504,14 +513,15 @@ func (c *conn) closed(ctx context.Context, start, measureFrom, end time.Time) {
 	}
 }
 
-func (c *conn) open(ctx context.Context, s Schedule, measureFrom, end time.Time, drain time.Duration) {
+func (c *conn) open(ctx context.Context, p *pacer, measureFrom, end time.Time, drain time.Duration) {
+	s := p.s
 	stop := end.Add(drain)
 	for k := 0; ; k++ {
 		due := s.At(c.index, k)
 		if !due.Before(end) {
 			return
 		}
-		if !sleepUntil(ctx, due) {
+		if !p.await(ctx, c.index, k) {
 			return
 		}
 		if now := time.Now(); !now.Before(stop) {

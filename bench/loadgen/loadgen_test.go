@@ -343,3 +343,47 @@ func TestClosedLoopWarmsUp(t *testing.T) {
 		t.Errorf("%d requests measured of %d answered; want the warm-up's left out", res.Requests, total.Load())
 	}
 }
+
+// TestPacerReleasesOnSchedule: the pacer releases every slot of every
+// connection once, in order, never before it is due, and none due after
+// the end.
+func TestPacerReleasesOnSchedule(t *testing.T) {
+	s := Schedule{Start: time.Now().Add(5 * time.Millisecond), Rate: 4000, Conns: 4}
+	end := s.Start.Add(100 * time.Millisecond)
+	p := newPacer(s)
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() {
+		p.run(ctx, end)
+		close(done)
+	}()
+	var wg sync.WaitGroup
+	early := make([]int, s.Conns)
+	got := make([]int, s.Conns)
+	for w := range s.Conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; s.At(w, k).Before(end); k++ {
+				if !p.await(ctx, w, k) {
+					return
+				}
+				if time.Now().Before(s.At(w, k)) {
+					early[w]++
+				}
+				got[w]++
+			}
+		}()
+	}
+	wg.Wait()
+	<-done
+	for w := range s.Conns {
+		want := s.Due(w, 0, end)
+		if got[w] != want || early[w] != 0 {
+			t.Errorf("connection %d: %d slots, %d of them before due; want %d, none early", w, got[w], early[w], want)
+		}
+		if n := p.released[w].Load(); n != int64(want) {
+			t.Errorf("connection %d: %d slots released; want %d", w, n, want)
+		}
+	}
+}

@@ -15,9 +15,11 @@ type Schedule struct {
 }
 
 // At returns when the k-th request of connection w is due.
-func (s Schedule) At(w, k int) time.Time {
-	slot := float64(k)*float64(s.Conns) + float64(w)
-	return s.Start.Add(time.Duration(slot * 1e9 / s.Rate))
+func (s Schedule) At(w, k int) time.Time { return s.slot(k*s.Conns + w) }
+
+// slot returns when slot j of the whole run is due.
+func (s Schedule) slot(j int) time.Time {
+	return s.Start.Add(time.Duration(float64(j) * 1e9 / s.Rate))
 }
 
 // Due returns how many requests of connection w, from its k-th on, are due
