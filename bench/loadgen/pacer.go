@@ -14,20 +14,21 @@ const coarseSlack = 2 * time.Millisecond
 // pacer releases the slots of an open-loop schedule to their connections
 // as they fall due.
 //
-// Each connection could sleep on a Go timer until its next slot (as it did
-// before 2026-12-05), but on Linux an idle Go runtime waits for its timers in the network
-// poller, whose timeout is whole milliseconds; a request the generator
-// sends late counts that lateness in its latency, as it must, so the
-// generator's own lateness is measured as the server's. On this project's
-// 2-CPU machines an idle time.Sleep of 2.67 ms (one connection's interval
-// at 12,000 requests a second over 32 connections) overslept by 527 µs at
-// the median and 2.4 ms at the p99, a nanosleep system call by 92 and 138
-// µs. So one goroutine sleeps precisely (preciseSleep) and hands each slot
-// to its connection, which never sleeps on a timer of its own. The price
-// is that every wait ends about a nanosleep's overshoot late: at 28,000
-// requests a second, where a busy runtime checks its timers often, the
-// ceiling's median from the due time was 370 µs where Go's timers gave 130
-// (README, "Benchmarks").
+// Each connection could sleep on a Go timer until its next slot (as it
+// did before 2026-12-05), but on Linux an idle Go runtime waits for its
+// timers in the network poller, whose timeout is whole milliseconds; a
+// request the generator sends late counts that lateness in its latency,
+// as it must, so the generator's own lateness was measured as the
+// server's. On this project's 2-CPU machines an idle time.Sleep of 2.67
+// ms (one connection's interval at 12,000 requests a second over 32
+// connections) overslept by 527 µs at the median and 2.4 ms at the p99, a
+// nanosleep system call by 92 and 138 µs. So one goroutine sleeps
+// precisely (preciseSleep) and hands each slot to its connection, which
+// never sleeps on a timer of its own. The price is that every wait ends
+// about a nanosleep's overshoot late: at 28,000 requests a second, where
+// a busy runtime checks its timers often, the ceiling's median from the
+// due time was 370 to 790 µs where Go's timers gave 130 to 160 (README,
+// "How the open loop keeps time").
 type pacer struct {
 	s        Schedule
 	released []atomic.Int64  // per connection: how many of its slots are due
@@ -82,9 +83,9 @@ func (p *pacer) until(ctx context.Context, t time.Time) bool {
 	// it, and a processor whose thread is in a system call runs nothing
 	// until the runtime takes it back (20 µs or more). So before its
 	// thread blocks, the pacer parks for an instant, letting the
-	// connections it released run. (Yielding instead put the pacer on the
-	// global run queue, where one 10 s run at 20,000 requests a second
-	// starved it: p99 50 ms.)
+	// connections it released run. (Yielding with runtime.Gosched
+	// instead let the pacer fall 49 ms behind at p99 in one 10 s run at
+	// 20,000 requests a second.)
 	time.Sleep(time.Nanosecond)
 	if d := time.Until(t); d > 0 {
 		preciseSleep(d)
