@@ -221,9 +221,10 @@ floor() {
 }
 
 # counters notes the server's customer reads from the cache and from Pebble,
-# and the reads of Pebble's block cache (hits, and misses that read a file).
+# the customers its cache evicted and declined, and the reads of Pebble's
+# block cache (hits, and misses that read a file).
 counters() {
-	curl -s "$url/metrics" | grep -E '^nudge_(cache|pebble_block_cache)_(hits|misses)_total' | tr '\n' ' ' |
+	curl -s "$url/metrics" | grep -E '^nudge_(cache|pebble_block_cache)_(hits|misses|evictions|rejections)_total' | tr '\n' ' ' |
 		sed "s/^/$1, server counters since its start: /; s/\$/\\n/" >>"$notes" || true
 }
 

@@ -1395,8 +1395,9 @@ func (s *Store) CacheStats() (hits, misses uint64) {
 	return s.hits.Load(), s.reads.Load()
 }
 
-// EngineStats reports Pebble's figures an operator watches (server's
-// EngineStatser): whether the block cache serves the customer cache's
+// EngineStats reports the figures an operator watches (server's
+// EngineStatser): how often the customer cache evicts and declines
+// customers, whether Pebble's block cache serves the customer cache's
 // misses, how many memtables and files a read goes through, and how far
 // compactions lag.
 func (s *Store) EngineStats(f func(name, help string, counter bool, value float64)) {
@@ -1404,6 +1405,9 @@ func (s *Store) EngineStats(f func(name, help string, counter bool, value float6
 		return // closed
 	}
 	defer s.leave()
+	cm := s.cache.Metrics
+	f("cache_evictions_total", "Customers the cache evicted to make room for others: with the misses, a sign that --cache-mb is small for the customers decided for.", true, float64(cm.KeysEvicted()))
+	f("cache_rejections_total", "Customers read from Pebble that the cache's admission policy declined to keep.", true, float64(cm.SetsRejected()))
 	m := s.db.Metrics()
 	f("pebble_block_cache_hits_total", "Block reads Pebble's block cache answered.", true, float64(m.BlockCache.Hits))
 	f("pebble_block_cache_misses_total", "Block reads that went to the files.", true, float64(m.BlockCache.Misses))
