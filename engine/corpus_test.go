@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -188,22 +189,35 @@ func TestCorpus(t *testing.T) {
 // behind store.EncodedAttributes and store.EncodedEvents, as the Pebble
 // store's cache does, so that the corpus checks the engine's reads through
 // them (Stats into the arrays the decision reuses from type to type).
-type encodedAttrs map[string]any
+// encodedAttrs also keeps what the engine derives from them, as the
+// store's do: a case decides twice, so its second decision reads the
+// values of conditions over attributes alone that the first one kept.
+// reads counts the attribute reads.
+type encodedAttrs struct {
+	m       map[string]any
+	derived atomic.Value
+	reads   atomic.Int64
+}
 
-func (a encodedAttrs) Attr(key string) any { return a[key] }
-func (a encodedAttrs) Map() map[string]any { return maps.Clone(a) }
-func (a encodedAttrs) Len() int            { return len(a) }
+func (a *encodedAttrs) Attr(key string) any    { a.reads.Add(1); return a.m[key] }
+func (a *encodedAttrs) Map() map[string]any    { a.reads.Add(1); return maps.Clone(a.m) }
+func (a *encodedAttrs) Len() int               { return len(a.m) }
+func (a *encodedAttrs) Derived() *atomic.Value { return &a.derived }
 
 // Scan gives each key's index in key order as its position.
-func (a encodedAttrs) Scan(fn func(key string, at int)) {
-	for i, k := range slices.Sorted(maps.Keys(a)) {
+func (a *encodedAttrs) Scan(fn func(key string, at int)) {
+	a.reads.Add(1)
+	for i, k := range slices.Sorted(maps.Keys(a.m)) {
 		fn(k, i)
 	}
 }
 
-func (a encodedAttrs) ValueAt(at int) any { return a[slices.Sorted(maps.Keys(a))[at]] }
+func (a *encodedAttrs) ValueAt(at int) any {
+	a.reads.Add(1)
+	return a.m[slices.Sorted(maps.Keys(a.m))[at]]
+}
 
-func (a encodedAttrs) NumberAt(at int) (float64, bool) {
+func (a *encodedAttrs) NumberAt(at int) (float64, bool) {
 	f, ok := a.ValueAt(at).(float64)
 	return f, ok
 }
@@ -231,7 +245,7 @@ func (e encodedEvents) Stats(typ string, s *store.EventStats) bool {
 func encodedCopy(c *store.Customer) *store.Customer {
 	cp := *c
 	if c.Attributes != nil {
-		cp.Attributes, cp.Encoded = nil, encodedAttrs(c.Attributes)
+		cp.Attributes, cp.Encoded = nil, &encodedAttrs{m: c.Attributes}
 	}
 	if c.Events != nil {
 		cp.Events, cp.EncodedEvents = nil, encodedEvents(c.Events)

@@ -302,7 +302,15 @@ type state struct {
 	// when the customer keeps them in the store's form (events).
 	stats store.EventStats
 
-	segMemo    []uint8 // 0 unknown, 1 false, 2 true
+	segMemo []uint8 // 0 unknown, 1 false, 2 true
+	// keeper holds what the customer's encoded attributes keep of their
+	// decisions (see keptValues), kept what it held when the decision
+	// began (nil: nothing under rs), and learnt the values this decision
+	// computed that kept lacks (slot<<1 | value).
+	keeper     *atomic.Value
+	kept       *keptValues
+	learnt     []uint32
+	errs       uint32  // rule errors in this decision (ruleError)
 	policyWhen []uint8 // 0 unknown, 1 false, 2 true
 	policyUse  []int64 // policy cap counts, -1 unknown
 	channels   []rankedChannel
@@ -356,6 +364,13 @@ func (st *state) begin(e *Engine, rs *rules.Ruleset, src Source, req *Request, c
 	st.env.SetRequest(req.Context, req.Channel, req.Now)
 
 	st.segMemo = resize(st.segMemo, len(rs.Segments))
+	st.keeper, st.kept, st.learnt, st.errs = nil, nil, st.learnt[:0], 0
+	if k, ok := cust.Encoded.(derivedKeeper); ok && cust.Attributes == nil {
+		st.keeper = k.Derived()
+		if kept, _ := st.keeper.Load().(*keptValues); kept != nil && kept.serial == rs.Serial() {
+			st.kept = kept
+		}
+	}
 	st.policyWhen = resize(st.policyWhen, len(rs.Policies))
 	st.policyUse = slices.Grow(st.policyUse[:0], len(rs.Policies))[:len(rs.Policies)]
 	for i := range st.policyUse {
@@ -400,8 +415,12 @@ func resize(s []uint8, n int) []uint8 {
 }
 
 func (st *state) end() {
+	if len(st.learnt) > 0 {
+		st.keep()
+	}
 	// Drop references so the pool does not pin rulesets or customers.
 	st.rs, st.src, st.req, st.d, st.cust, st.current = nil, nil, nil, nil, nil, nil
+	st.keeper, st.kept = nil, nil
 	st.stats = store.EventStats{} // views of the customer's arrays
 	st.env.Clear()
 	clear(st.chosen)
@@ -448,6 +467,7 @@ var (
 )
 
 func (st *state) ruleError(x *rules.Expr, err error) {
+	st.errs++
 	x.CountError()
 	if f := st.eng.opts.OnRuleError; f != nil {
 		f(x.Rule, err)
@@ -693,13 +713,7 @@ func (st *state) check(a *rules.Action, g *rules.Gate) (string, reason) {
 			}
 		}
 	}
-	// Not st.cond(a.When): that reads the action (and its Expr) for
-	// every candidate; a.When is read only when the fast path defers.
-	v, ok := g.When(st.env)
-	if !ok {
-		v = st.condProgram(a.When)
-	}
-	if !v {
+	if !st.when(a, g) {
 		return "", reason{kind: rWhen}
 	}
 	// The rest reads the gate's guard, shared by many actions, and reads
@@ -984,16 +998,110 @@ func (st *state) Segment(i int) bool {
 	}
 	if st.segMemo[i] == 0 {
 		st.segMemo[i] = 1
-		// As in check: the Segment is read only when the fast path defers.
-		v, ok := st.rs.SegmentConds[i].Eval(st.env)
+		v, ok := st.kept.value(i)
 		if !ok {
-			v = st.condProgram(st.rs.Segments[i].When)
+			errs := st.errs
+			// As in check: the Segment is read only when the fast path
+			// defers.
+			if v, ok = st.rs.SegmentConds[i].Eval(st.env); !ok {
+				v = st.condProgram(st.rs.Segments[i].When)
+			}
+			if st.rs.SegmentAttrOnly[i] {
+				st.learn(i, v, errs)
+			}
 		}
 		if v {
 			st.segMemo[i] = 2
 		}
 	}
 	return st.segMemo[i] == 2
+}
+
+// when evaluates candidate a's condition, reading its gate g.
+func (st *state) when(a *rules.Action, g *rules.Gate) bool {
+	slot := -1
+	if g.AttrOnly() {
+		slot = len(st.segMemo) + g.Index()
+		if v, ok := st.kept.value(slot); ok {
+			return v
+		}
+	}
+	errs := st.errs
+	// Not st.cond(a.When): that reads the action (and its Expr) for
+	// every candidate; a.When is read only when the fast path defers.
+	v, ok := g.When(st.env)
+	if !ok {
+		v = st.condProgram(a.When)
+	}
+	if slot >= 0 {
+		st.learn(slot, v, errs)
+	}
+	return v
+}
+
+// A segment or an action's condition that reads only the customer's
+// attributes (rules.Ruleset.SegmentAttrOnly, rules.Gate.AttrOnly) has the
+// same value in every decision until they change. The customer's encoded
+// attributes keep such values (a derivedKeeper, store/pebble's), so that
+// its next decisions under the same ruleset read them instead of
+// evaluating the conditions: new attributes are a new encoding that keeps
+// nothing yet, and values of another ruleset (by its serial) are not
+// read.
+
+// derivedKeeper is implemented by encoded attributes that keep a value a
+// reader derived from them alone, for as long as they live.
+type derivedKeeper interface {
+	Derived() *atomic.Value
+}
+
+// keptValues is what a customer's attributes keep: two bits per slot
+// (known, then true), slot i at bits 2i and 2i+1; the ruleset's segments
+// have the first slots, its actions' conditions the next ones, by
+// Action.Index. It is never modified once stored: a decision that learnt
+// more stores a new one, and of two decisions of the customer storing at
+// once one's values are lost, to be learnt again.
+type keptValues struct {
+	serial uint64 // rules.Ruleset.Serial
+	bits   []uint64
+}
+
+// value returns the kept value of slot i; ok is false when there is none
+// (k may be nil).
+func (k *keptValues) value(i int) (v, ok bool) {
+	if k == nil || i/32 >= len(k.bits) {
+		return false, false
+	}
+	w := k.bits[i/32] >> (uint(i%32) * 2)
+	return w&2 != 0, w&1 != 0
+}
+
+// learn notes value v of slot i, computed with the decision's rule error
+// count at errs before, to be kept. A value that cost a rule error is not
+// kept: the next decision counts the error again, as it would without
+// keeping.
+func (st *state) learn(i int, v bool, errs uint32) {
+	if st.keeper == nil || errs != st.errs {
+		return
+	}
+	b := uint32(i) << 1
+	if v {
+		b |= 1
+	}
+	st.learnt = append(st.learnt, b)
+}
+
+// keep stores what the customer kept with what this decision learnt.
+func (st *state) keep() {
+	slots := len(st.segMemo) + len(st.rs.Actions)
+	k := &keptValues{serial: st.rs.Serial(), bits: make([]uint64, (slots+31)/32)}
+	if st.kept != nil {
+		copy(k.bits, st.kept.bits)
+	}
+	for _, b := range st.learnt {
+		i := b >> 1
+		k.bits[i/32] |= uint64(1|(b&1)<<1) << ((i % 32) * 2)
+	}
+	st.keeper.Store(k)
 }
 
 func (st *state) Shown(action string, window time.Duration) int {

@@ -129,6 +129,7 @@ func Compile(files []File) (*Ruleset, error) {
 	}
 	rs := l.rs
 	rs.Warnings = l.errs
+	rs.serial = serials.Add(1)
 	rs.MaxWindow = min(l.maxWindow, MaxWindow)
 	return rs, nil
 }
@@ -1113,15 +1114,18 @@ func (l *loader) buildGates() {
 			size += a.When.condSize()
 		}
 	}
+	l.rs.markAttrOnly()
 	conds := condArena(make([]instr, 0, size))
 	for _, s := range l.rs.Segments {
 		l.rs.SegmentConds = append(l.rs.SegmentConds, conds.cond(s.When))
 	}
 	guards := l.guards()
+	segAttrOnly := func(j int) bool { return l.rs.SegmentAttrOnly[j] }
 	for _, p := range l.rs.Placements {
 		p.Gates = make([]Gate, len(p.Candidates))
 		for i, a := range p.Candidates {
-			p.Gates[i] = newGate(a, conds.cond(a.When), guards[a.Index])
+			attrOnly := l.rs.attrOnly(a.When, segAttrOnly)
+			p.Gates[i] = newGate(a, conds.cond(a.When), guards[a.Index], attrOnly)
 		}
 	}
 }

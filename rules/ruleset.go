@@ -20,6 +20,11 @@ type Ruleset struct {
 	// index), in one array: a decision evaluates a segment without a
 	// read of the Segment or of its Expr (Cond).
 	SegmentConds []Cond
+	// SegmentAttrOnly reports, for each of Segments, whether the segment
+	// reads nothing but the customer's attributes, itself and
+	// through the segments it uses: its value changes only when they do
+	// (see attronly.go).
+	SegmentAttrOnly []bool
 	// Guards holds the distinct guards of the actions (Gate.Guard).
 	Guards     []Guard
 	Actions    []*Action
@@ -34,6 +39,7 @@ type Ruleset struct {
 
 	segIndex map[string]int
 	actIndex map[string]int
+	serial   uint64
 }
 
 // Action returns the action with the id, or nil.
@@ -366,12 +372,13 @@ type Gate struct {
 	index       int32 // Action.Index
 	plain       bool  // no Channels, no StopAfter
 	hasScore    bool  // Action.Score is not nil
+	attrOnly    bool  // Action.When reads only the customer's attributes
 }
 
-func newGate(a *Action, when Cond, g *Guard) Gate {
+func newGate(a *Action, when Cond, g *Guard, attrOnly bool) Gate {
 	gt := Gate{from: unixNanos(a.Schedule.From, math.MinInt64), until: unixNanos(a.Schedule.Until, math.MaxInt64),
 		priority: a.Priority, when: when, guard: g, index: int32(a.Index),
-		plain: a.Channels == nil && len(a.StopAfter) == 0, hasScore: a.Score != nil}
+		plain: a.Channels == nil && len(a.StopAfter) == 0, hasScore: a.Score != nil, attrOnly: attrOnly}
 	if a.Score != nil {
 		gt.score = a.Score.num
 	}
@@ -455,6 +462,11 @@ func (g *Gate) Score(e *Env) (float64, bool) {
 	}
 	return g.score(e)
 }
+
+// AttrOnly reports whether the action has a condition that reads nothing
+// but the customer's attributes, itself and through the segments it uses
+// (see attronly.go).
+func (g *Gate) AttrOnly() bool { return g.attrOnly }
 
 // Guard is what is checked of the action after its condition.
 func (g *Gate) Guard() *Guard { return g.guard }

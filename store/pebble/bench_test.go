@@ -172,7 +172,7 @@ func BenchmarkAttr(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, held := range []*store.Customer{{Encoded: attrs(enc)}, {Attributes: c.Attributes}} {
+	for _, held := range []*store.Customer{{Encoded: encoded(attrs(enc))}, {Attributes: c.Attributes}} {
 		name := "map"
 		if held.Encoded != nil {
 			name = "encoded"
@@ -189,7 +189,7 @@ func BenchmarkAttr(b *testing.B) {
 	// Every attribute, as rules that read them all do (1,000 generated
 	// actions read 16): searched one by one, or placed by one scan and
 	// decoded where it found them, as rules.Env does.
-	held := &store.Customer{Encoded: attrs(enc)}
+	held := &store.Customer{Encoded: encoded(attrs(enc))}
 	keys := slices.Sorted(maps.Keys(c.Attributes))
 	b.Run("encoded-all/search", func(b *testing.B) {
 		b.ReportAllocs()

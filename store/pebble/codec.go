@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"slices"
 	"sort"
+	"sync/atomic"
 
 	"github.com/nudge-engine/nudge/store"
 )
@@ -116,7 +117,7 @@ type kept struct {
 func appendRecord(b []byte, c *store.Customer, k kept) ([]byte, error) {
 	b = append(b, recordV2)
 	var err error
-	enc, _ := c.Encoded.(attrs)
+	enc := encodedOf(c)
 	switch {
 	case k.attrs != "":
 		b = append(b, k.attrs...)
@@ -477,7 +478,7 @@ func decodeCustomer(id string, rec string) (*store.Customer, error) {
 	}
 	c := &store.Customer{ID: id}
 	if a := d.encodedAttributes(); a != "" {
-		c.Encoded = a
+		c.Encoded = encoded(a)
 	}
 	if f := d.flatEvents(); f != nil {
 		c.EncodedEvents = f
@@ -495,6 +496,38 @@ func decodeCustomer(id string, rec string) (*store.Customer, error) {
 // it was decoded from, or a copy of the part of the record written (see
 // stage), and it is never modified.
 type attrs string
+
+// encodedAttrs is how a customer holds attrs (store.Customer.Encoded): a
+// pointer to them and to what the rules engine derived from them alone,
+// the values of the segments that read nothing else, kept across the
+// customer's decisions (engine: derivedKeeper). Every version of the
+// customer with the same attributes shares it; new attributes are a new
+// encodedAttrs, with nothing derived yet. An interface holding a string
+// boxes it in a header of its own, so this costs no more objects than
+// attrs held directly did.
+type encodedAttrs struct {
+	attrs
+	derived atomic.Value
+}
+
+// encoded returns a as a customer holds them; nil for none.
+func encoded(a attrs) store.EncodedAttributes {
+	if a == "" {
+		return nil
+	}
+	return &encodedAttrs{attrs: a}
+}
+
+// Derived returns what a reader keeps derived from the attributes alone.
+func (e *encodedAttrs) Derived() *atomic.Value { return &e.derived }
+
+// encodedOf returns c's encoded attributes, "" for none.
+func encodedOf(c *store.Customer) attrs {
+	if e, ok := c.Encoded.(*encodedAttrs); ok {
+		return e.attrs
+	}
+	return ""
+}
 
 // encodedAttributes checks and passes over a main record's attributes,
 // and returns them as encoded ("" for none).

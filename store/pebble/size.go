@@ -62,13 +62,14 @@ const (
 
 	indexStruct = 112 // store.contactIndex, its chains and their first headers
 
-	customerStruct   = int(unsafe.Sizeof(store.Customer{}))
-	statsStruct      = int(unsafe.Sizeof(store.EventStats{}))
-	dayStruct        = int(unsafe.Sizeof(store.DayBucket{}))
-	stampStruct      = int(unsafe.Sizeof(store.Stamp{}))
-	flatEventsStruct = int(unsafe.Sizeof(flatEvents{}))
-	flatTypeStruct   = int(unsafe.Sizeof(flatType{}))
-	contactStruct    = int(unsafe.Sizeof(store.Contact{}))
+	customerStruct     = int(unsafe.Sizeof(store.Customer{}))
+	statsStruct        = int(unsafe.Sizeof(store.EventStats{}))
+	dayStruct          = int(unsafe.Sizeof(store.DayBucket{}))
+	stampStruct        = int(unsafe.Sizeof(store.Stamp{}))
+	flatEventsStruct   = int(unsafe.Sizeof(flatEvents{}))
+	encodedAttrsStruct = int(unsafe.Sizeof(encodedAttrs{}))
+	flatTypeStruct     = int(unsafe.Sizeof(flatType{}))
+	contactStruct      = int(unsafe.Sizeof(store.Contact{}))
 )
 
 // sizeClasses are the sizes of Go's small-object size classes
@@ -147,13 +148,14 @@ func customerBytes(c *store.Customer, record int) int {
 	// The id is the request's, held by the customer.
 	n := allocBytes(customerStruct, true) + allocBytes(len(c.ID), false)
 	strs := 0 // bytes of the keys and string values
-	switch a, _ := c.Encoded.(attrs); {
+	switch a := encodedOf(c); {
 	case c.Attributes != nil:
 		n += objectBytes(c.Attributes, &strs)
 	case a != "":
-		// The boxed string header; its bytes are the record's, or a copy
-		// of them (stage).
-		n += allocBytes(stringHeader, true)
+		// The holder; its bytes are the record's, or a copy of them
+		// (stage). What the engine derives from them is small and not
+		// counted.
+		n += allocBytes(encodedAttrsStruct, true)
 		strs += len(a)
 	}
 	if f, _ := c.EncodedEvents.(*flatEvents); c.Events == nil && f != nil {

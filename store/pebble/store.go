@@ -813,7 +813,7 @@ func stage(b *pebble.Batch, ch *change, buf *[]byte) error {
 			if err != nil {
 				return err
 			}
-			ch.c.Encoded = attrs(enc)
+			ch.c.Encoded = encoded(attrs(enc))
 			ch.c.Attributes = nil
 			scratch = enc[:0]
 		}
