@@ -12,10 +12,9 @@ import (
 // condition that reads nothing else; a ruleset marks those segments
 // (Ruleset.SegmentAttrOnly) and conditions (Gate.AttrOnly) so that the
 // engine can keep their values with the customer's attributes across
-// decisions. Events, contacts,
-// the time, the request's context, placement and channel, the customer's
-// id, and anything the analysis does not know to be pure make a segment
-// depend on more.
+// decisions. Events, contacts, the time, the request's context, placement
+// and channel, the customer's id, and anything the analysis does not know
+// to be pure make a condition depend on more.
 
 // pureBuiltins are expr's builtins whose result depends on their arguments
 // alone (not now(), date(), ...).
