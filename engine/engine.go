@@ -302,7 +302,7 @@ type state struct {
 	// when the customer keeps them in the store's form (events).
 	stats store.EventStats
 
-	segMemo []uint8 // 0 unknown, 1 false, 2 true
+	segMemo []uint8 // 0 unknown, 1 false, 2 true; | segErred
 	// keeper holds what the customer's encoded attributes keep of their
 	// decisions (see keptValues), kept what it held when the decision
 	// began (nil: nothing under rs), and learnt the values this decision
@@ -310,7 +310,7 @@ type state struct {
 	keeper     *atomic.Value
 	kept       *keptValues
 	learnt     []uint32
-	errs       uint32  // rule errors in this decision (ruleError)
+	errs       uint32  // rule errors in this decision (ruleError), and reads of segErred segments
 	policyWhen []uint8 // 0 unknown, 1 false, 2 true
 	policyUse  []int64 // policy cap counts, -1 unknown
 	channels   []rankedChannel
@@ -996,8 +996,10 @@ func (st *state) Segment(i int) bool {
 	if i < 0 || i >= len(st.segMemo) {
 		return false
 	}
-	if st.segMemo[i] == 0 {
+	m := st.segMemo[i]
+	if m == 0 {
 		st.segMemo[i] = 1
+		m = 1
 		v, ok := st.kept.value(i)
 		if !ok {
 			errs := st.errs
@@ -1006,16 +1008,30 @@ func (st *state) Segment(i int) bool {
 			if v, ok = st.rs.SegmentConds[i].Eval(st.env); !ok {
 				v = st.condProgram(st.rs.Segments[i].When)
 			}
-			if st.rs.SegmentAttrOnly[i] {
+			if st.errs != errs {
+				m |= segErred
+			} else if st.rs.SegmentAttrOnly[i] {
 				st.learn(i, v, errs)
 			}
 		}
 		if v {
-			st.segMemo[i] = 2
+			m++
 		}
+		st.segMemo[i] = m
+		return v
 	}
-	return st.segMemo[i] == 2
+	if m&segErred != 0 {
+		// A condition that reads it now must not be kept either: its
+		// next evaluation would evaluate this segment, and count the
+		// error, again.
+		st.errs++
+	}
+	return m&^segErred == 2
 }
+
+// segErred marks, in state.segMemo, a segment whose evaluation in this
+// decision was a rule error (in itself or in a segment it uses).
+const segErred = 4
 
 // when evaluates candidate a's condition, reading its gate g.
 func (st *state) when(a *rules.Action, g *rules.Gate) bool {

@@ -178,3 +178,46 @@ func TestKeptValuesConcurrent(t *testing.T) {
 		t.Errorf("a concurrent decision: %s; want for-vip alone", e)
 	}
 }
+
+// A condition that reads a segment whose evaluation was a rule error
+// earlier in the same decision is not kept either: each decision that
+// needs the segment evaluates it, and counts the error, as without keeping.
+func TestKeptValuesNotOnNestedRuleError(t *testing.T) {
+	rs := compileFiles(t, map[string]string{
+		"segments.yaml":   "segments:\n  odd: int(customer.code) > 5\n",
+		"placements.yaml": "placements:\n  p1: {limit: 1}\n  p2: {limit: 1}\n",
+		"actions.yaml": `actions:
+  - id: a1
+    kind: offer
+    placements: [p1]
+    when: segment("odd")
+  - id: a2
+    kind: offer
+    placements: [p2]
+    when: segment("odd") or customer.vip == true
+`,
+	})
+	attrs := map[string]any{"code": "abc", "vip": true}
+	for _, c := range []*store.Customer{
+		{ID: "c1", Attributes: attrs},
+		{ID: "c1", Encoded: &encodedAttrs{m: attrs}},
+	} {
+		var errs int
+		eng := engine.New(engine.Options{OnRuleError: func(string, error) { errs++ }})
+		src := memstore.New()
+		src.Put(c)
+		for i, ps := range [][]string{{"p1", "p2"}, {"p2"}, {"p2"}} {
+			errs = 0
+			var d engine.Decision
+			if err := eng.Decide(rs, src, &engine.Request{CustomerID: "c1", Placements: ps, Now: benchNow}, &d); err != nil {
+				t.Fatal(err)
+			}
+			if errs != 1 {
+				t.Errorf("attributes %T, decision %d of %v: %d rule errors; want 1 (segment odd)", c.Encoded, i+1, ps, errs)
+			}
+			if got := d.Placements[len(ps)-1].Items; len(got) != 1 || got[0].Action.ID != "a2" {
+				t.Errorf("attributes %T, decision %d: %s got %+v; want a2", c.Encoded, i+1, ps[len(ps)-1], got)
+			}
+		}
+	}
+}
