@@ -3,6 +3,7 @@ package engine_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -217,6 +218,97 @@ func TestKeptValuesNotOnNestedRuleError(t *testing.T) {
 			}
 			if got := d.Placements[len(ps)-1].Items; len(got) != 1 || got[0].Action.ID != "a2" {
 				t.Errorf("attributes %T, decision %d: %s got %+v; want a2", c.Encoded, i+1, ps[len(ps)-1], got)
+			}
+		}
+	}
+}
+
+// Keeping changes no decision: a decision that reads what an earlier one,
+// of other inputs (time, context, channel, placements, customer id), kept
+// explains every candidate as a decision over the same attributes in a map
+// (which keep nothing). The conditions mix what rules.Ruleset marks as
+// reading attributes alone with what must not be marked, as action
+// conditions and through segments.
+func TestKeptValuesDecideAsUnkept(t *testing.T) {
+	conds := []string{
+		`customer.tier == "gold" and $env.placement == "p1"`,
+		`customer["tier"] == "gold"`,
+		`"tier" in customer`,
+		`$env.customer.tier == "gold"`,
+		`get($env, "customer").tier == "gold"`,
+		`let t = customer.tier; t == "gold"`,
+		`customer.tier == "gold" && now.Hour() > 11`,
+		`customer?.tier == "gold"`,
+		`customer.tags[0] == "a"`,
+		`customer.tier in ["gold"] ? placement == "p1" : false`,
+		`customer["i" + "d"] == "c1"`,
+		`customer.id == "c1"`,
+		`{"a": customer.tier}.a == "gold"`,
+		`customer.tier == context.tier`,
+		`max(customer.ltv, 10) > 20`,
+		`customer.tier == channel`,
+		`customer.tags | any(# == placement)`,
+		`segment("s0") and placement == "p1"`,
+		`customer.ltv > 100 and (customer.tier ?? "x") == "gold"`,
+	}
+	var segs, acts strings.Builder
+	segs.WriteString("segments:\n  s0: customer.tier == \"gold\"\n")
+	acts.WriteString("actions:\n")
+	for i, c := range conds {
+		fmt.Fprintf(&segs, "  q%02d: %q\n", i, c)
+		fmt.Fprintf(&acts, "  - {id: a%02d, kind: offer, placements: [p1, p2], when: %q}\n", i, c)
+		fmt.Fprintf(&acts, "  - {id: b%02d, kind: offer, placements: [p1, p2], when: 'segment(\"q%02d\")'}\n", i, i)
+	}
+	rs := compileFiles(t, map[string]string{
+		"segments.yaml":   segs.String(),
+		"placements.yaml": "placements:\n  p1: {limit: 100}\n  p2: {limit: 100}\n",
+		"actions.yaml":    acts.String(),
+	})
+	marked := 0
+	for i := range rs.Placements["p1"].Gates {
+		if rs.Placements["p1"].Gates[i].AttrOnly() {
+			marked++
+		}
+	}
+	if marked == 0 || marked == len(rs.Placements["p1"].Gates) {
+		t.Fatalf("%d of %d conditions marked as reading attributes alone: the test needs both kinds", marked, len(rs.Placements["p1"].Gates))
+	}
+
+	attrs := map[string]any{"tier": "gold", "ltv": 500.0, "tags": []any{"a"}}
+	inputs := []engine.Request{
+		{CustomerID: "c1", Now: benchNow, Context: map[string]any{"tier": "gold"}, Channel: "gold", Placements: []string{"p1"}},
+		{CustomerID: "c2", Now: benchNow.Add(-6 * time.Hour), Context: map[string]any{"tier": "x"}, Channel: "web", Placements: []string{"p2"}},
+		{CustomerID: "c1", Now: benchNow.Add(-6 * time.Hour), Channel: "", Placements: []string{"p2", "p1"}},
+	}
+	eng := engine.New(engine.Options{})
+	explain := func(c *store.Customer, in engine.Request) []string {
+		t.Helper()
+		c = c.ShallowCopy()
+		c.ID = in.CustomerID
+		in.Customer, in.Explain = c, true
+		var d engine.Decision
+		if err := eng.Decide(rs, memstore.New(), &in, &d); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range d.Explain {
+			out = append(out, fmt.Sprintf("%s/%s eligible %v reason %q", e.Placement, e.Action, e.Eligible, e.Reason))
+		}
+		return out
+	}
+	for i, first := range inputs {
+		for j, second := range inputs {
+			enc := &store.Customer{ID: "c1", Encoded: &encodedAttrs{m: attrs}}
+			explain(enc, first)
+			got := explain(enc, second)
+			want := explain(&store.Customer{ID: "c1", Attributes: attrs}, second)
+			if len(got) != len(want) {
+				t.Fatalf("inputs %d after %d: %d candidates explained; want %d", j, i, len(got), len(want))
+			}
+			for k := range want {
+				if got[k] != want[k] {
+					t.Errorf("inputs %d after %d: %s; want %s", j, i, got[k], want[k])
+				}
 			}
 		}
 	}
