@@ -31,6 +31,8 @@ type decideBody struct {
 	// empty across requests (the engine drops its reference to the
 	// context when the decision is made; encoding/json ignores the field).
 	ctx map[string]any
+	// words is the fast decoder's (scanner.word), kept across requests.
+	words map[string]any
 }
 
 // simulateBody is the JSON body of POST /v1/simulate beyond the decide
@@ -57,9 +59,9 @@ type decideCall struct {
 	stats      []store.StatDelta // (Store.Record keeps neither)
 }
 
-// reset empties b but for the Placements array and the context map,
-// which decoding reuses (a map that held many keys is dropped: clear
-// keeps its size).
+// reset empties b but for the Placements array, the context map and the
+// decoder's words, which decoding reuses (a map that held many keys is
+// dropped: clear keeps its size; words bounds itself).
 func (b *decideBody) reset() {
 	clear(b.Placements)
 	ctx := b.ctx
@@ -67,7 +69,7 @@ func (b *decideBody) reset() {
 		ctx = nil
 	}
 	clear(ctx)
-	*b = decideBody{Placements: b.Placements[:0], ctx: ctx}
+	*b = decideBody{Placements: b.Placements[:0], ctx: ctx, words: b.words}
 }
 
 const maxPooledContext = 64

@@ -15,15 +15,18 @@ import (
 // json.Unmarshal would (FuzzDecodeDecideFast compares the two). data must
 // be valid UTF-8 (checkJSON), as encoding/json would replace bad bytes.
 func decodeDecideFast(data []byte, b *decideBody) bool {
-	s := scanner{b: data}
+	if b.words == nil {
+		b.words = make(map[string]any)
+	}
+	s := scanner{b: data, words: b.words}
 	ok := s.object(func(key []byte) (bit uint8, ok bool) {
 		switch string(key) {
 		case "customer_id":
 			return 1, s.strValue(&b.CustomerID)
 		case "placement":
-			return 2, s.strValue(&b.Placement)
+			return 2, s.wordValue(&b.Placement)
 		case "channel":
-			return 4, s.strValue(&b.Channel)
+			return 4, s.wordValue(&b.Channel)
 		case "placements":
 			b.Placements, ok = s.strArray(b.Placements[:0])
 			return 8, ok
@@ -40,10 +43,49 @@ func decodeDecideFast(data []byte, b *decideBody) bool {
 	return ok && s.i == len(s.b)
 }
 
-// scanner reads JSON tokens from b at i.
+// scanner reads JSON tokens from b at i. words, when not nil, holds the
+// short strings it decoded before (see word).
 type scanner struct {
-	b []byte
-	i int
+	b     []byte
+	i     int
+	words map[string]any
+}
+
+// Requests repeat a few names (placements, the channel, the context's
+// keys and many of its values) that decoding would allocate anew each
+// time, twice for a value boxed in the context's any. A pooled decide
+// body keeps, in words, up to maxWords strings of at most maxWordBytes
+// that it decoded, each boxed in an any, and is emptied when full: a
+// client sending ever new strings costs what it did without it.
+const (
+	maxWords     = 256
+	maxWordBytes = 64
+)
+
+// word returns v as a string in an any, the one s.words holds if it holds
+// v, adding it there if it is short.
+func (s *scanner) word(v []byte) any {
+	if w, ok := s.words[string(v)]; ok {
+		return w
+	}
+	str := string(v)
+	var w any = str
+	if s.words != nil && len(v) <= maxWordBytes {
+		if len(s.words) >= maxWords {
+			clear(s.words)
+		}
+		s.words[str] = w
+	}
+	return w
+}
+
+// wordValue reads a string through word.
+func (s *scanner) wordValue(dst *string) bool {
+	v, ok := s.str()
+	if ok {
+		*dst = s.word(v).(string)
+	}
+	return ok
 }
 
 // object reads an object whose values field reads: field is called at
@@ -142,7 +184,7 @@ func (s *scanner) strArray(dst []string) ([]string, bool) {
 		if !ok {
 			return dst, false
 		}
-		dst = append(dst, string(v))
+		dst = append(dst, s.word(v).(string))
 		if s.next(']') {
 			return dst, true
 		}
@@ -172,9 +214,10 @@ func (s *scanner) flatObject(m map[string]any) (any, bool) {
 		var v any
 		switch c := s.peek(); {
 		case c == '"':
-			var str string
-			ok = s.strValue(&str)
-			v = str
+			var str []byte
+			if str, ok = s.str(); ok {
+				v = s.word(str)
+			}
 		case c == 't':
 			v, ok = true, s.literal("true")
 		case c == 'f':
@@ -191,7 +234,7 @@ func (s *scanner) flatObject(m map[string]any) (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		m[string(k)] = v
+		m[s.word(k).(string)] = v
 		if s.next('}') {
 			return m, true
 		}

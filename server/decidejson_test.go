@@ -2,9 +2,11 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -157,4 +159,48 @@ func BenchmarkDecodeDecide(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A decide body repeating the names of the request before (placements,
+// channel, context keys and string values) decodes them without
+// allocating: only the customer id is new.
+func TestDecodeDecideWords(t *testing.T) {
+	body := []byte(`{"customer_id":"c-0000042","placements":["home_hero","product_page"],"channel":"web","context":{"page":"/","device":"mobile","n":2}}`)
+	var b decideBody
+	if !decodeDecideFast(body, &b) {
+		t.Fatal("not decoded in one pass")
+	}
+	want := map[string]any{"page": "/", "device": "mobile", "n": 2.0}
+	if !reflect.DeepEqual(b.Context, want) || b.Channel != "web" || !reflect.DeepEqual(b.Placements, []string{"home_hero", "product_page"}) {
+		t.Fatalf("decoded %+v", b)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		b.reset()
+		if !decodeDecideFast(body, &b) {
+			t.Fatal("not decoded in one pass")
+		}
+	})
+	// The customer id, and the number 2 boxed in the context's any.
+	if allocs > 2 {
+		t.Errorf("%.0f allocations decoding the same body again; want at most 2", allocs)
+	}
+
+	// Ever new strings: the words stay bounded, and long ones are not kept.
+	for i := range 3 * maxWords {
+		b.reset()
+		long := strings.Repeat("x", maxWordBytes+1)
+		req := fmt.Sprintf(`{"customer_id":"c","placements":["p%d"],"context":{"k%d":"%s"}}`, i, i, long)
+		if !decodeDecideFast([]byte(req), &b) {
+			t.Fatalf("%s: not decoded in one pass", req)
+		}
+		if b.Placements[0] != fmt.Sprintf("p%d", i) || b.Context.(map[string]any)[fmt.Sprintf("k%d", i)] != long {
+			t.Fatalf("%s: decoded %+v", req, b)
+		}
+		if len(b.words) > maxWords {
+			t.Fatalf("%d words kept; want at most %d", len(b.words), maxWords)
+		}
+		if _, kept := b.words[long]; kept {
+			t.Fatalf("a %d-byte string was kept", len(long))
+		}
+	}
 }
