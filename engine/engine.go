@@ -1036,7 +1036,7 @@ const segErred = 4
 // when evaluates candidate a's condition, reading its gate g.
 func (st *state) when(a *rules.Action, g *rules.Gate) bool {
 	slot := -1
-	if g.AttrOnly() {
+	if st.keeper != nil && g.AttrOnly() {
 		slot = len(st.segMemo) + g.Index()
 		if v, ok := st.kept.value(slot); ok {
 			return v

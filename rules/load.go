@@ -1086,6 +1086,8 @@ func (l *loader) buildPlacements() {
 // into one array. In the server, where the load generator and the network
 // evict the rules from the CPU's caches between requests, a decision on
 // 1,000 actions reads its candidates' closures and programs from memory.
+// It also marks the segments and conditions that read attributes alone
+// (Ruleset.SegmentAttrOnly, Gate.AttrOnly; attronly.go).
 func (l *loader) buildGates() {
 	seen := map[*Expr]bool{}
 	closures := func(x *Expr) {
@@ -1120,12 +1122,17 @@ func (l *loader) buildGates() {
 		l.rs.SegmentConds = append(l.rs.SegmentConds, conds.cond(s.When))
 	}
 	guards := l.guards()
+	// An action in several placements has a gate in each: its condition
+	// is analysed once.
 	segAttrOnly := func(j int) bool { return l.rs.SegmentAttrOnly[j] }
+	attrOnly := make([]bool, len(l.rs.Actions))
+	for i, a := range l.rs.Actions {
+		attrOnly[i] = l.rs.attrOnly(a.When, segAttrOnly)
+	}
 	for _, p := range l.rs.Placements {
 		p.Gates = make([]Gate, len(p.Candidates))
 		for i, a := range p.Candidates {
-			attrOnly := l.rs.attrOnly(a.When, segAttrOnly)
-			p.Gates[i] = newGate(a, conds.cond(a.When), guards[a.Index], attrOnly)
+			p.Gates[i] = newGate(a, conds.cond(a.When), guards[a.Index], attrOnly[a.Index])
 		}
 	}
 }

@@ -499,8 +499,8 @@ type attrs string
 
 // encodedAttrs is how a customer holds attrs (store.Customer.Encoded): a
 // pointer to them and to what the rules engine derived from them alone,
-// the values of the segments that read nothing else, kept across the
-// customer's decisions (engine: derivedKeeper). Every version of the
+// the values of the segments and conditions that read nothing else, kept
+// across the customer's decisions (engine: derivedKeeper). Every version of the
 // customer with the same attributes shares it; new attributes are a new
 // encodedAttrs, with nothing derived yet. An interface holding a string
 // boxes it in a header of its own, so this costs no more objects than
